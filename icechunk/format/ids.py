@@ -1,0 +1,142 @@
+"""Object ids (12-byte snapshot/manifest/chunk ids, 8-byte node ids) and Crockford base32.
+
+Ids are ``bytes`` subclasses: they hash and compare like their raw bytes (so they sort in the
+same order as their encoded names) and ``str(id)`` gives the Crockford base32 form used for
+file names and ref JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Self
+
+from icechunk._errors import ErrorKind, InvalidInputError
+
+__all__ = [
+    "ChunkId",
+    "ManifestId",
+    "NodeId",
+    "ObjectId",
+    "SnapshotId",
+    "INITIAL_SNAPSHOT_ID",
+    "crockford_decode",
+    "crockford_encode",
+]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE: dict[str, int] = {c: i for i, c in enumerate(_ALPHABET)}
+# The reference decoder is lenient: lower case, and I/L -> 1, O -> 0.
+_DECODE.update({c.lower(): i for c, i in list(_DECODE.items())})
+_DECODE.update({"I": 1, "i": 1, "L": 1, "l": 1, "O": 0, "o": 0})
+
+
+def crockford_encode(raw: bytes) -> str:
+    """Encode bytes as upper-case Crockford base32, zero-padding the last 5-bit group."""
+    nbits = len(raw) * 8
+    nchars = -(-nbits // 5)
+    value = int.from_bytes(raw, "big") << (nchars * 5 - nbits)
+    out = []
+    for _ in range(nchars):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def crockford_decode(text: str) -> bytes:
+    """Decode Crockford base32 text; keeps the first ``floor(5 * len / 8)`` bytes.
+
+    Raises
+    ------
+    ValueError
+        If a character is not in the (lenient) Crockford alphabet.
+    """
+    text = text.rstrip("=")
+    value = 0
+    for ch in text:
+        digit = _DECODE.get(ch)
+        if digit is None:
+            raise ValueError(f"invalid Crockford base32 character {ch!r} in {text!r}")
+        value = (value << 5) | digit
+    nbits = len(text) * 5
+    nbytes = nbits // 8
+    return (value >> (nbits - nbytes * 8)).to_bytes(nbytes, "big")
+
+
+class ObjectId(bytes):
+    """Base class of fixed-size ids."""
+
+    SIZE: ClassVar[int] = 12
+    KIND: ClassVar[str] = "object"
+
+    def __new__(cls, raw: bytes | bytearray | memoryview) -> Self:
+        raw = bytes(raw)
+        if len(raw) != cls.SIZE:
+            raise InvalidInputError(
+                f"a {cls.KIND} id has {cls.SIZE} bytes, got {len(raw)}",
+                ErrorKind.INVALID_SNAPSHOT_ID if cls is SnapshotId else ErrorKind.INVALID_KEY,
+            )
+        return super().__new__(cls, raw)
+
+    @classmethod
+    def random(cls) -> Self:
+        """A fresh random id."""
+        return cls(os.urandom(cls.SIZE))
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse the Crockford base32 form.
+
+        Raises
+        ------
+        InvalidInputError
+            If ``text`` is not the encoding of an id of this size.
+        """
+        kind = ErrorKind.INVALID_SNAPSHOT_ID if cls is SnapshotId else ErrorKind.INVALID_KEY
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{cls.KIND} id must be a string, got {type(text).__name__}", kind)
+        expected_len = -(-cls.SIZE * 8 // 5)
+        try:
+            raw = crockford_decode(text)
+        except ValueError:
+            raw = b""
+        if len(text) != expected_len or len(raw) != cls.SIZE:
+            raise InvalidInputError(f"invalid {cls.KIND} id: {text!r}", kind)
+        return cls(raw)
+
+    def __str__(self) -> str:
+        return crockford_encode(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({crockford_encode(self)!r})"
+
+    def __reduce__(self) -> tuple[type[Self], tuple[bytes]]:
+        return (type(self), (bytes(self),))
+
+
+class SnapshotId(ObjectId):
+    """12-byte snapshot id (also the name of the snapshot's transaction log)."""
+
+    KIND = "snapshot"
+
+
+class ManifestId(ObjectId):
+    """12-byte manifest id."""
+
+    KIND = "manifest"
+
+
+class ChunkId(ObjectId):
+    """12-byte id of a chunk object under ``chunks/``."""
+
+    KIND = "chunk"
+
+
+class NodeId(ObjectId):
+    """8-byte id of a group or array, stable across metadata updates and moves."""
+
+    SIZE = 8
+    KIND = "node"
+
+
+INITIAL_SNAPSHOT_ID = SnapshotId(bytes.fromhex("0b1cc8d6787580f0e33a6534"))
+"""The fixed id of every repository's first snapshot (``1CECHNKREP0F1RSTCMT0``)."""

@@ -1,0 +1,121 @@
+"""JSON-like values inside byte fields: FlexBuffers (spec 2) and MessagePack (spec 1).
+
+Commit properties, repository metadata and the persisted repository configuration are JSON
+values.  Spec-2 files store them as FlexBuffers with the mapping of the reference serializer
+(non-negative ints as UInt, negative as Int, floats 64-bit, maps keyed by UTF-8 strings);
+spec-1 files use compact MessagePack.  FORMAT.md §4.1 and §4.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+from flatbuffers import flexbuffers
+
+__all__ = [
+    "flex_dumps",
+    "flex_loads",
+    "metadata_value_decode",
+    "metadata_value_encode",
+    "msgpack_dumps",
+    "msgpack_loads",
+]
+
+
+def _add(builder: flexbuffers.Builder, value: Any, sort_keys: bool) -> None:
+    if value is None:
+        builder.Null()
+    elif isinstance(value, bool):
+        builder.Bool(value)
+    elif isinstance(value, int):
+        if value >= 0:
+            builder.UInt(value)
+        else:
+            builder.Int(value)
+    elif isinstance(value, float):
+        builder.Float(value, 8)
+    elif isinstance(value, str):
+        builder.String(value)
+    elif isinstance(value, (bytes, bytearray)):
+        builder.Blob(value)
+    elif isinstance(value, Mapping):
+        items = sorted(value.items()) if sort_keys else value.items()
+        with builder.Map():
+            for key, item in items:
+                if not isinstance(key, str):
+                    raise TypeError(f"map keys must be strings, got {type(key).__name__}")
+                builder.Key(key.encode("utf-8"))
+                _add(builder, item, sort_keys)
+    elif isinstance(value, (list, tuple)):
+        with builder.Vector():
+            for item in value:
+                _add(builder, item, sort_keys)
+    else:
+        raise TypeError(f"cannot encode a {type(value).__name__} as a JSON value")
+
+
+def flex_dumps(value: Any, *, sort_keys: bool = True) -> bytes:
+    """Encode a JSON-like value as FlexBuffers, the way the reference serializer does.
+
+    Parameters
+    ----------
+    value
+        None, bool, int, float, str, list/tuple or str-keyed mapping (nested freely).
+    sort_keys
+        Insert map keys in sorted order (commit/repo metadata).  ``False`` keeps the
+        mapping's own order (the repository config, whose keys follow declaration order).
+    """
+    builder = flexbuffers.Builder()
+    _add(builder, value, sort_keys)
+    return bytes(builder.Finish())
+
+
+def _value(ref: flexbuffers.Ref) -> Any:
+    if ref.IsNull:
+        return None
+    if ref.IsBool:
+        return ref.AsBool
+    if ref.IsMap:
+        m = ref.AsMap
+        return {
+            bytes(k.AsKeyBytes).decode("utf-8"): _value(v)
+            for k, v in zip(m.Keys, m.Values, strict=True)
+        }
+    if ref.IsString or ref.IsKey:
+        return bytes(ref.AsStringBytes).decode("utf-8")
+    if ref.IsBlob:
+        return bytes(ref.AsBlob)
+    if ref.IsVector or ref.IsTypedVector or ref.IsFixedTypedVector:
+        return [_value(item) for item in ref.AsVector] if ref.IsVector else ref.Value
+    if ref.IsInt:
+        return ref.AsInt
+    if ref.IsFloat:
+        return ref.AsFloat
+    return ref.Value
+
+
+def flex_loads(data: bytes | bytearray | memoryview) -> Any:
+    """Decode a FlexBuffers buffer into plain Python values (dict/list/str/int/...)."""
+    return _value(flexbuffers.GetRoot(bytearray(data)))
+
+
+def msgpack_dumps(value: Any) -> bytes:
+    """Encode a JSON-like value as compact MessagePack (spec-1 metadata values)."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def msgpack_loads(data: bytes | bytearray | memoryview) -> Any:
+    """Decode MessagePack produced by the reference (or :func:`msgpack_dumps`)."""
+    return msgpack.unpackb(bytes(data), raw=False, strict_map_key=False)
+
+
+def metadata_value_encode(value: Any, spec_version: int) -> bytes:
+    """Encode one metadata value for a file of the given spec version."""
+    return flex_dumps(value) if spec_version >= 2 else msgpack_dumps(value)
+
+
+def metadata_value_decode(data: bytes | bytearray | memoryview, spec_version: int) -> Any:
+    """Decode one metadata value from a file of the given spec version."""
+    return flex_loads(data) if spec_version >= 2 else msgpack_loads(data)
