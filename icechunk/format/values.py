@@ -24,6 +24,31 @@ __all__ = [
 ]
 
 
+class _Builder(flexbuffers.Builder):  # type: ignore[misc]
+    """``flexbuffers.Builder`` with working key sharing.
+
+    The upstream key pool inserts new keys at the wrong place in its sorted list, so repeated
+    keys are often written again; the reference serializer writes each distinct key once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._key_offsets: dict[bytes, int] = {}
+
+    def Key(self, value: bytes | bytearray | str) -> int:
+        encoded = bytes(value) if isinstance(value, (bytes, bytearray)) else value.encode("utf-8")
+        if 0 in encoded:
+            raise ValueError("key contains zero byte")
+        loc = self._key_offsets.get(encoded)
+        if loc is None:
+            loc = len(self._buf)
+            self._buf.extend(encoded)
+            self._buf.append(0)
+            self._key_offsets[encoded] = loc
+        self._stack.append(flexbuffers.Value.Key(loc))
+        return loc
+
+
 def _add(builder: flexbuffers.Builder, value: Any, sort_keys: bool) -> None:
     if value is None:
         builder.Null()
@@ -67,7 +92,7 @@ def flex_dumps(value: Any, *, sort_keys: bool = True) -> bytes:
         Insert map keys in sorted order (commit/repo metadata).  ``False`` keeps the
         mapping's own order (the repository config, whose keys follow declaration order).
     """
-    builder = flexbuffers.Builder()
+    builder = _Builder()
     _add(builder, value, sort_keys)
     return bytes(builder.Finish())
 
