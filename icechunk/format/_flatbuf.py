@@ -199,7 +199,7 @@ def create_struct_vector(builder: flatbuffers.Builder, items: list[bytes], size:
         builder.Prep(align, size)
         builder.head = builder.head - size
         builder.Bytes[builder.head : builder.head + size] = raw
-    return int(builder.EndVector(len(items)))
+    return int(builder.EndVector())
 
 
 def create_byte_vector(builder: flatbuffers.Builder, data: bytes) -> int:
