@@ -8,6 +8,7 @@ naming the file.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import struct
 from collections.abc import Iterator
@@ -120,7 +121,7 @@ class Table:
             return None
         return p + 4, _U32(self.buf, p)[0]
 
-    def bytes(self, slot: int) -> bytes | None:
+    def bytes(self, slot: int) -> builtins.bytes | None:
         v = self.vector(slot)
         if v is None:
             return None
@@ -155,7 +156,7 @@ class Table:
             out.append(buf[p + 4 : p + 4 + length].decode("utf-8"))
         return out
 
-    def struct_bytes(self, slot: int, size: int) -> bytes | None:
+    def struct_bytes(self, slot: int, size: int) -> builtins.bytes | None:
         """Raw bytes of an inline struct field, or None when absent."""
         p = self.field(slot)
         if not p:
@@ -164,7 +165,7 @@ class Table:
             raise IndexError("struct out of bounds")
         return self.buf[p : p + size]
 
-    def struct_vector(self, slot: int, size: int) -> list[bytes]:
+    def struct_vector(self, slot: int, size: int) -> list[builtins.bytes]:
         """Raw bytes of each element of a vector of structs (empty when absent)."""
         v = self.vector(slot)
         if v is None:
