@@ -8,11 +8,29 @@ the backup-name rule (§5.4) so the core only orchestrates I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from icechunk.format.ids import SnapshotId
+import flatbuffers
+
+from icechunk._errors import ErrorKind, FormatError, InvalidInputError
+from icechunk.format._flatbuf import (
+    Table,
+    create_byte_vector,
+    create_struct_vector,
+    decoding,
+    finish,
+    prepend_struct_slot,
+    root_table,
+)
+from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
+from icechunk.format.ids import SnapshotId, crockford_encode
+from icechunk.format.values import flex_dumps, flex_loads
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Availability",
@@ -214,27 +232,516 @@ class RepoInfo:
     implementation: str | None = field(default=None, compare=False)
 
 
+# ---- encoding --------------------------------------------------------------------------------
+
+_REPO_SPEC_VERSION = 2  # header byte of every repo-info file
+_BACKUP_EPOCH_MS = 32503680000000  # 3000-01-01T00:00:00Z
+_MAX_U64 = (1 << 64) - 1
+
+_UPDATE_TYPES: dict[type, int] = {
+    RepoInitialized: 1,
+    RepoMigrated: 2,
+    ConfigChanged: 3,
+    MetadataChanged: 4,
+    TagCreated: 5,
+    TagDeleted: 6,
+    BranchCreated: 7,
+    BranchDeleted: 8,
+    BranchReset: 9,
+    NewCommit: 10,
+    CommitAmended: 11,
+    NewDetachedSnapshot: 12,
+    GCRan: 13,
+    ExpirationRan: 14,
+    FeatureFlagChanged: 15,
+    RepoStatusChanged: 16,
+}
+
+
+def _serialization_error(message: str) -> FormatError:
+    return FormatError(f"cannot encode repo info: {message}", ErrorKind.SERIALIZATION)
+
+
+def _offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
+    builder.StartVector(4, len(offsets), 4)
+    for off in reversed(offsets):
+        builder.PrependUOffsetTRelative(off)
+    return int(builder.EndVector())
+
+
+def _u16_vector(builder: flatbuffers.Builder, values: tuple[int, ...]) -> int:
+    builder.StartVector(2, len(values), 2)
+    for v in reversed(values):
+        builder.PrependUint16(v)
+    return int(builder.EndVector())
+
+
+def _metadata_vector(builder: flatbuffers.Builder, metadata: dict[str, Any]) -> int:
+    items = []
+    for key in sorted(metadata, key=lambda k: k.encode("utf-8")):
+        name = builder.CreateSharedString(key)
+        value = create_byte_vector(builder, flex_dumps(metadata[key]))
+        builder.StartObject(2)
+        builder.PrependUOffsetTRelativeSlot(1, value, 0)
+        builder.PrependUOffsetTRelativeSlot(0, name, 0)
+        items.append(builder.EndObject())
+    return _offsets_vector(builder, items)
+
+
+def _refs_vector(
+    builder: flatbuffers.Builder, refs: dict[str, SnapshotId], index: dict[bytes, int], what: str
+) -> int:
+    tables = []
+    for ref_name in sorted(refs, key=lambda k: k.encode("utf-8")):
+        target = index.get(bytes(refs[ref_name]))
+        if target is None:
+            raise _serialization_error(
+                f"{what} {ref_name!r} points to snapshot {refs[ref_name]}, which is not listed"
+            )
+        name = builder.CreateString(ref_name)
+        builder.StartObject(2)
+        builder.PrependUint32Slot(1, target, 0)
+        builder.PrependUOffsetTRelativeSlot(0, name, 0)
+        tables.append(builder.EndObject())
+    return _offsets_vector(builder, tables)
+
+
+def _status_table(builder: flatbuffers.Builder, status: RepoStatusRecord) -> int:
+    reason = builder.CreateString(status.reason) if status.reason is not None else None
+    builder.StartObject(3)
+    builder.PrependUint64Slot(1, status.set_at, 0)
+    if reason is not None:
+        builder.PrependUOffsetTRelativeSlot(2, reason, 0)
+    builder.PrependUint8Slot(0, int(status.availability), 0)
+    return int(builder.EndObject())
+
+
+def _update_member(builder: flatbuffers.Builder, kind: UpdateKind) -> int:
+    """The union member table of one ops-log entry (strings and nested tables first)."""
+    if isinstance(kind, (RepoInitialized, ConfigChanged, MetadataChanged, GCRan, ExpirationRan)):
+        builder.StartObject(0)
+    elif isinstance(kind, RepoMigrated):
+        builder.StartObject(2)
+        builder.PrependUint8Slot(1, kind.to_version, 0)
+        builder.PrependUint8Slot(0, kind.from_version, 0)
+    elif isinstance(kind, (TagCreated, BranchCreated)):
+        name = builder.CreateString(kind.name)
+        builder.StartObject(1)
+        builder.PrependUOffsetTRelativeSlot(0, name, 0)
+    elif isinstance(kind, (TagDeleted, BranchDeleted, BranchReset)):
+        name = builder.CreateString(kind.name)
+        builder.StartObject(2)
+        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
+        builder.PrependUOffsetTRelativeSlot(0, name, 0)
+    elif isinstance(kind, NewCommit):
+        branch = builder.CreateString(kind.branch)
+        builder.StartObject(2)
+        prepend_struct_slot(builder, 1, bytes(kind.new_snap_id))
+        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
+    elif isinstance(kind, CommitAmended):
+        branch = builder.CreateString(kind.branch)
+        builder.StartObject(3)
+        prepend_struct_slot(builder, 2, bytes(kind.new_snap_id))
+        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
+        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
+    elif isinstance(kind, NewDetachedSnapshot):
+        builder.StartObject(1)
+        prepend_struct_slot(builder, 0, bytes(kind.new_snap_id))
+    elif isinstance(kind, FeatureFlagChanged):
+        builder.StartObject(3)
+        builder.PrependUint16Slot(0, kind.id, 0)
+        builder.PrependBoolSlot(2, kind.is_set, False)
+        builder.PrependBoolSlot(1, kind.new_value, False)
+    elif isinstance(kind, RepoStatusChanged):
+        status = _status_table(builder, kind.status)
+        builder.StartObject(1)
+        builder.PrependUOffsetTRelativeSlot(0, status, 0)
+    else:
+        raise _serialization_error(f"unknown ops-log entry {kind!r}")
+    return int(builder.EndObject())
+
+
+def _snapshot_table(
+    builder: flatbuffers.Builder, entry: SnapshotEntry, index: dict[bytes, int]
+) -> int:
+    metadata = _metadata_vector(builder, entry.metadata)
+    pruned = None
+    if entry.pruned_ancestor_tx_logs:  # never written empty (FORMAT.md §3.7)
+        pruned = create_struct_vector(
+            builder, [bytes(s) for s in entry.pruned_ancestor_tx_logs], 12, 1
+        )
+    message = builder.CreateString(entry.message)
+    if entry.parent_id is None:
+        parent = -1
+    else:
+        found = index.get(bytes(entry.parent_id))
+        if found is None:
+            raise _serialization_error(
+                f"the parent {entry.parent_id} of snapshot {entry.id} is not listed"
+            )
+        parent = found
+    builder.StartObject(6)
+    builder.PrependUint64Slot(2, entry.flushed_at, 0)
+    if pruned is not None:
+        builder.PrependUOffsetTRelativeSlot(5, pruned, 0)
+    builder.PrependUOffsetTRelativeSlot(4, metadata, 0)
+    builder.PrependUOffsetTRelativeSlot(3, message, 0)
+    builder.PrependInt32Slot(1, parent, 0)
+    prepend_struct_slot(builder, 0, bytes(entry.id))
+    return int(builder.EndObject())
+
+
+def _build(info: RepoInfo) -> bytes:
+    if "main" not in info.branches:
+        raise _serialization_error("the branch 'main' is missing")
+    ordered = sorted(info.snapshots.values(), key=lambda e: bytes(e.id))
+    index = {bytes(e.id): i for i, e in enumerate(ordered)}
+    for key, entry in info.snapshots.items():
+        if bytes(key) != bytes(entry.id):
+            raise _serialization_error(f"snapshot {entry.id} is listed under the key {key}")
+    builder = flatbuffers.Builder(4096)
+    tags = _refs_vector(builder, info.tags, index, "tag")
+    branches = _refs_vector(builder, info.branches, index, "branch")
+    deleted = _offsets_vector(
+        builder,
+        [builder.CreateString(t) for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))],
+    )
+    snapshots = _offsets_vector(builder, [_snapshot_table(builder, e, index) for e in ordered])
+    status = _status_table(builder, info.status)
+    metadata = _metadata_vector(builder, info.metadata) if info.metadata is not None else None
+    enabled = (
+        _u16_vector(builder, tuple(sorted(info.enabled_feature_flags)))
+        if info.enabled_feature_flags is not None
+        else None
+    )
+    disabled = (
+        _u16_vector(builder, tuple(sorted(info.disabled_feature_flags)))
+        if info.disabled_feature_flags is not None
+        else None
+    )
+    updates = []
+    for entry in info.latest_updates:
+        member = _update_member(builder, entry.kind)
+        backup = builder.CreateString(entry.backup_path) if entry.backup_path is not None else None
+        builder.StartObject(4)
+        builder.PrependUint64Slot(2, entry.updated_at, 0)
+        if backup is not None:
+            builder.PrependUOffsetTRelativeSlot(3, backup, 0)
+        builder.PrependUOffsetTRelativeSlot(1, member, 0)
+        builder.PrependUint8Slot(0, _UPDATE_TYPES[type(entry.kind)], 0)
+        updates.append(builder.EndObject())
+    updates_vec = _offsets_vector(builder, updates)
+    before = (
+        builder.CreateString(info.repo_before_updates)
+        if info.repo_before_updates is not None
+        else None
+    )
+    config = create_byte_vector(builder, info.config) if info.config is not None else None
+    builder.StartObject(13)
+    if disabled is not None:
+        builder.PrependUOffsetTRelativeSlot(11, disabled, 0)
+    if enabled is not None:
+        builder.PrependUOffsetTRelativeSlot(10, enabled, 0)
+    if config is not None:
+        builder.PrependUOffsetTRelativeSlot(9, config, 0)
+    if before is not None:
+        builder.PrependUOffsetTRelativeSlot(8, before, 0)
+    builder.PrependUOffsetTRelativeSlot(7, updates_vec, 0)
+    if metadata is not None:
+        builder.PrependUOffsetTRelativeSlot(6, metadata, 0)
+    builder.PrependUOffsetTRelativeSlot(5, status, 0)
+    builder.PrependUOffsetTRelativeSlot(4, snapshots, 0)
+    builder.PrependUOffsetTRelativeSlot(3, deleted, 0)
+    builder.PrependUOffsetTRelativeSlot(2, branches, 0)
+    builder.PrependUOffsetTRelativeSlot(1, tags, 0)
+    builder.PrependUint8Slot(0, info.spec_version, 0)
+    return finish(builder, builder.EndObject())
+
+
 def encode_repo_info(
     info: RepoInfo, *, compression_level: int = 3, implementation: str | None = None
 ) -> bytes:
-    """Encode a repo-info file (header + zstd flatbuffer), byte-compatible with the reference."""
-    raise NotImplementedError("encode_repo_info is being implemented (issue 2)")
+    """Encode a repo-info file (header + zstd flatbuffer), byte-compatible with the reference.
+
+    Snapshot indices and ``parent_offset`` values are recomputed (snapshots sorted by id
+    bytes, refs by name bytes, deleted tags sorted), following the build order of FORMAT.md
+    §2.6.  An empty ``pruned_ancestor_tx_logs`` is written as absent.
+
+    Parameters
+    ----------
+    info
+        The repository state to write.
+    compression_level
+        zstd level (the repository config's ``compression.level``, default 3).
+    implementation
+        Name written in the header; this library's name when None.
+
+    Raises
+    ------
+    FormatError
+        If the value cannot be represented: a ref or parent naming an unlisted snapshot, no
+        ``main`` branch, an unknown update kind, or an out-of-range number.
+    """
+    try:
+        payload = _build(info)
+    except FormatError:
+        raise
+    except (TypeError, ValueError, OverflowError, struct.error, KeyError) as err:
+        raise _serialization_error(f"{type(err).__name__}: {err}") from None
+    return encode_envelope(
+        payload,
+        FileType.REPO_INFO,
+        _REPO_SPEC_VERSION,
+        level=compression_level,
+        implementation=implementation if implementation is not None else IMPLEMENTATION_NAME,
+    )
+
+
+# ---- decoding --------------------------------------------------------------------------------
+
+
+def _corrupt(name: str, message: str) -> FormatError:
+    return FormatError(f"cannot decode repo info {name}: {message}", ErrorKind.DESERIALIZATION)
+
+
+def _required(value: _T | None, name: str, what: str) -> _T:
+    if value is None:
+        raise _corrupt(name, f"required field {what} is missing")
+    return value
+
+
+def _snapshot_id(table: Table, slot: int, name: str, what: str) -> SnapshotId:
+    return SnapshotId(_required(table.struct_bytes(slot, 12), name, what))
+
+
+def _decode_metadata(table: Table, slot: int, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in table.tables(slot):
+        key = _required(item.string(0), name, "MetadataItem.name")
+        raw = _required(item.bytes(1), name, "MetadataItem.value")
+        try:
+            out[key] = flex_loads(raw)
+        except Exception as err:  # the FlexBuffers library raises anything on garbage
+            raise _corrupt(name, f"bad metadata value for {key!r} ({type(err).__name__})") from None
+    return out
+
+
+def _decode_status(table: Table) -> RepoStatusRecord:
+    return RepoStatusRecord(
+        availability=Availability(table.u8(0)),
+        set_at=table.u64(1),
+        reason=table.string(2),
+    )
+
+
+def _decode_update_kind(type_id: int, member: Table, name: str) -> UpdateKind:
+    def text(slot: int, what: str) -> str:
+        return _required(member.string(slot), name, what)
+
+    def sid(slot: int, what: str) -> SnapshotId:
+        return _snapshot_id(member, slot, name, what)
+
+    match type_id:
+        case 1:
+            return RepoInitialized()
+        case 2:
+            return RepoMigrated(member.u8(0), member.u8(1))
+        case 3:
+            return ConfigChanged()
+        case 4:
+            return MetadataChanged()
+        case 5:
+            return TagCreated(text(0, "TagCreatedUpdate.name"))
+        case 6:
+            return TagDeleted(text(0, "TagDeletedUpdate.name"), sid(1, "previous_snap_id"))
+        case 7:
+            return BranchCreated(text(0, "BranchCreatedUpdate.name"))
+        case 8:
+            return BranchDeleted(text(0, "BranchDeletedUpdate.name"), sid(1, "previous_snap_id"))
+        case 9:
+            return BranchReset(text(0, "BranchResetUpdate.name"), sid(1, "previous_snap_id"))
+        case 10:
+            return NewCommit(text(0, "NewCommitUpdate.branch"), sid(1, "new_snap_id"))
+        case 11:
+            return CommitAmended(
+                text(0, "CommitAmendedUpdate.branch"),
+                sid(1, "previous_snap_id"),
+                sid(2, "new_snap_id"),
+            )
+        case 12:
+            return NewDetachedSnapshot(sid(0, "new_snap_id"))
+        case 13:
+            return GCRan()
+        case 14:
+            return ExpirationRan()
+        case 15:
+            return FeatureFlagChanged(member.u16(0), member.bool(1), member.bool(2))
+        case 16:
+            status = _required(member.table(0), name, "RepoStatusChangedUpdate.status")
+            return RepoStatusChanged(_decode_status(status))
+    raise _corrupt(name, f"unknown ops-log entry type {type_id}")
+
+
+def _decode_refs(
+    root: Table, slot: int, ids: list[SnapshotId], name: str, what: str
+) -> dict[str, SnapshotId]:
+    if not root.has(slot):
+        raise _corrupt(name, f"required field {what} is missing")
+    refs: dict[str, SnapshotId] = {}
+    for table in root.tables(slot):
+        ref_name = _required(table.string(0), name, f"{what} name")
+        index = table.u32(1)
+        if index >= len(ids):
+            raise _corrupt(name, f"{what} {ref_name!r} has snapshot index {index} out of range")
+        if ref_name in refs:
+            raise _corrupt(name, f"{what} {ref_name!r} is listed twice")
+        refs[ref_name] = ids[index]
+    return refs
+
+
+def _u16s(root: Table, slot: int) -> tuple[int, ...] | None:
+    vec = root.vector(slot)
+    if vec is None:
+        return None
+    start, n = vec
+    if start + 2 * n > len(root.buf):
+        raise IndexError("u16 vector out of bounds")
+    return struct.unpack_from(f"<{n}H", root.buf, start)
+
+
+def _check_acyclic(parents: list[int], ids: list[SnapshotId], name: str) -> None:
+    state = [0] * len(parents)  # 0 unseen, 1 on the current path, 2 known to reach a root
+    for start in range(len(parents)):
+        path = []
+        i = start
+        while i != -1 and state[i] == 0:
+            state[i] = 1
+            path.append(i)
+            i = parents[i]
+        if i != -1 and state[i] == 1:
+            raise _corrupt(name, f"the ancestry of snapshot {ids[start]} contains a cycle")
+        for j in path:
+            state[j] = 2
+
+
+def _decode(buf: bytes, name: str) -> RepoInfo:
+    root = root_table(buf)
+    spec_version = root.u8(0)
+    if spec_version > _REPO_SPEC_VERSION:
+        raise FormatError(
+            f"cannot read {name}: repository spec version {spec_version} is not supported "
+            "(this library reads 1 and 2); upgrade your library",
+            ErrorKind.UNSUPPORTED_SPEC_VERSION,
+        )
+    if not root.has(4):
+        raise _corrupt(name, "required field snapshots is missing")
+    snap_tables = root.tables(4)
+    ids = [_snapshot_id(t, 0, name, "SnapshotInfo.id") for t in snap_tables]
+    if len(set(ids)) != len(ids):
+        raise _corrupt(name, "a snapshot id is listed twice")
+    parents = []
+    for i, table in enumerate(snap_tables):
+        parent = table.i32(1)
+        if parent < -1 or parent >= len(ids) or parent == i:
+            raise _corrupt(name, f"snapshot {ids[i]} has parent_offset {parent} out of range")
+        parents.append(parent)
+    _check_acyclic(parents, ids, name)
+    snapshots: dict[SnapshotId, SnapshotEntry] = {}
+    for sid, parent, table in zip(ids, parents, snap_tables, strict=True):
+        pruned = None
+        if table.has(5):
+            pruned = tuple(SnapshotId(raw) for raw in table.struct_vector(5, 12))
+        snapshots[sid] = SnapshotEntry(
+            id=sid,
+            parent_id=ids[parent] if parent >= 0 else None,
+            flushed_at=table.u64(2),
+            message=_required(table.string(3), name, "SnapshotInfo.message"),
+            metadata=_decode_metadata(table, 4, name),
+            pruned_ancestor_tx_logs=pruned,
+        )
+    tags = _decode_refs(root, 1, ids, name, "tag")
+    branches = _decode_refs(root, 2, ids, name, "branch")
+    if not root.has(3):
+        raise _corrupt(name, "required field deleted_tags is missing")
+    status = _decode_status(_required(root.table(5), name, "status"))
+    if not root.has(7):
+        raise _corrupt(name, "required field latest_updates is missing")
+    updates = []
+    for table in root.tables(7):
+        member = _required(table.table(1), name, "Update.update_type")
+        updates.append(
+            UpdateEntry(
+                kind=_decode_update_kind(table.u8(0), member, name),
+                updated_at=table.u64(2),
+                backup_path=table.string(3),
+            )
+        )
+    return RepoInfo(
+        tags=tags,
+        branches=branches,
+        deleted_tags=set(root.strings(3)),
+        snapshots=snapshots,
+        status=status,
+        latest_updates=updates,
+        metadata=_decode_metadata(root, 6, name) if root.has(6) else None,
+        repo_before_updates=root.string(8),
+        config=root.bytes(9),
+        enabled_feature_flags=_u16s(root, 10),
+        disabled_feature_flags=_u16s(root, 11),
+        spec_version=spec_version,
+    )
 
 
 def decode_repo_info(data: bytes | memoryview, name: str = "repo") -> RepoInfo:
     """Decode a repo-info file.
 
+    Parameters
+    ----------
+    data
+        The whole object as stored (header and zstd payload).
+    name
+        The object's key, used in error messages.
+
     Raises
     ------
     FormatError
-        On any corrupt, truncated or unsupported input.
+        On any corrupt, truncated or unsupported input, including broken invariants (an index
+        or ``parent_offset`` out of range, a duplicate snapshot id or ref, a parent cycle).
     """
-    raise NotImplementedError("decode_repo_info is being implemented (issue 2)")
+    header, buf = decode_envelope(data, name, FileType.REPO_INFO)
+    if header.spec_version < _REPO_SPEC_VERSION:
+        raise FormatError(
+            f"cannot read {name}: repo-info files are spec 2, the header says spec "
+            f"{header.spec_version}",
+            ErrorKind.INVALID_FILE_FORMAT,
+        )
+    with decoding(name, "repo info"):
+        info = _decode(buf, name)
+    info.implementation = header.implementation
+    return info
 
 
-def backup_name(now_ms: int, random_suffix: bytes) -> str:
-    """The ``overwritten/`` object name for a repo backup taken at ``now_ms`` (§5.4)."""
-    raise NotImplementedError
+# ---- pure helpers for the update protocol ----------------------------------------------------
+
+
+def backup_name(now_ms: int, random_suffix: bytes, *, prefix: str = "repo") -> str:
+    """The ``overwritten/`` object name for a backup taken at ``now_ms`` (FORMAT.md §5.4).
+
+    Newer backups sort first.  ``prefix="config.yaml"`` names spec-1 config backups.
+
+    Examples
+    --------
+    At 1775664957464 ms with the suffix bytes whose Crockford form is
+    ``PTXGHH5DYGZ1JY7JBK70`` the name is ``repo.30728015042536.PTXGHH5DYGZ1JY7JBK70``.
+    """
+    if len(random_suffix) != 12:
+        raise InvalidInputError(
+            f"a backup suffix has 12 bytes, got {len(random_suffix)}", ErrorKind.INVALID_KEY
+        )
+    remaining = _BACKUP_EPOCH_MS - now_ms
+    if not 0 <= remaining < 10**14:
+        raise InvalidInputError(f"time {now_ms} ms is outside the backup-name range", ErrorKind.INVALID_KEY)
+    return f"{prefix}.{remaining:014d}.{crockford_encode(bytes(random_suffix))}"
 
 
 def append_update(
@@ -242,9 +749,34 @@ def append_update(
 ) -> RepoInfo:
     """Return ``info`` with ``kind`` logged as the newest ops-log entry (§5.5 paging rules).
 
+    The previous newest entry gets ``backup`` (the name of the copy of the current ``repo``
+    in ``overwritten/``) as its backup path.  When the new page already holds ``page_size``
+    entries, it is cut at the next entry that has a backup path, and ``repo_before_updates``
+    becomes that path; entries without a backup path (synthetic migration history) are never
+    a cut point.  The returned value is a shallow copy: its other fields are shared with
+    ``info``.
+
     Raises
     ------
     FormatError
         If ``updated_at`` is not strictly after the newest entry (clock drift).
     """
-    raise NotImplementedError
+    updates = info.latest_updates
+    if updates and updated_at <= updates[0].updated_at:
+        raise FormatError(
+            f"cannot log an update at {updated_at} µs: the newest ops-log entry is at "
+            f"{updates[0].updated_at} µs (clock drift?)",
+            ErrorKind.SNAPSHOT_TIMESTAMP,
+        )
+    candidates = [UpdateEntry(kind, updated_at)]
+    if updates:
+        candidates.append(dataclasses.replace(updates[0], backup_path=backup))
+        candidates.extend(updates[1:])
+    page: list[UpdateEntry] = []
+    before = info.repo_before_updates
+    for entry in candidates:
+        if len(page) >= page_size and entry.backup_path is not None:
+            before = entry.backup_path
+            break
+        page.append(entry)
+    return dataclasses.replace(info, latest_updates=page, repo_before_updates=before)
