@@ -204,7 +204,9 @@ _MANIFEST = _Struct(
 )
 _STORAGE = _Struct(
     {
-        "concurrency": _leaves("max_concurrent_requests_for_object", "ideal_concurrent_request_size"),
+        "concurrency": _leaves(
+            "max_concurrent_requests_for_object", "ideal_concurrent_request_size"
+        ),
         "retries": _RETRIES,
         "timeouts": _leaves(
             "connect_timeout_ms",
@@ -307,7 +309,9 @@ def encode_repo_config(value: dict[str, Any]) -> bytes:
     try:
         return flex_dumps(normalize_repo_config(value), sort_keys=False)
     except (TypeError, ValueError, OverflowError, struct.error) as err:
-        raise FormatError(f"cannot encode repository config: {err}", ErrorKind.SERIALIZATION) from None
+        raise FormatError(
+            f"cannot encode repository config: {err}", ErrorKind.SERIALIZATION
+        ) from None
 
 
 # ---- FlexBuffers reader that keeps the writer's insertion order ------------------------------
@@ -428,7 +432,9 @@ class _FlexReader:
         for i in range(n):
             key_pos = self.target(keys_start + i * keys_width, keys_width)
             value, value_pos = self.element(start, width, n, i, depth)
-            entries.append((value_pos if value_pos is not None else key_pos, self.key(key_pos), value))
+            entries.append(
+                (value_pos if value_pos is not None else key_pos, self.key(key_pos), value)
+            )
         entries.sort(key=lambda e: e[0])
         return {k: v for _, k, v in entries}
 
@@ -460,7 +466,8 @@ def decode_repo_config(raw: bytes | bytearray | memoryview, name: str = "repo") 
         value = _FlexReader(bytes(raw)).root()
     except (ValueError, IndexError, TypeError, struct.error, RecursionError) as err:
         raise FormatError(
-            f"cannot decode the repository config in {name}: {err}", ErrorKind.CONFIG_DESERIALIZATION
+            f"cannot decode the repository config in {name}: {err}",
+            ErrorKind.CONFIG_DESERIALIZATION,
         ) from None
     if not isinstance(value, dict):
         raise FormatError(

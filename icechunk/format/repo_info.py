@@ -404,7 +404,10 @@ def _build(info: RepoInfo) -> bytes:
     branches = _refs_vector(builder, info.branches, index, "branch")
     deleted = _offsets_vector(
         builder,
-        [builder.CreateString(t) for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))],
+        [
+            builder.CreateString(t)
+            for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))
+        ],
     )
     snapshots = _offsets_vector(builder, [_snapshot_table(builder, e, index) for e in ordered])
     status = _status_table(builder, info.status)
@@ -740,7 +743,9 @@ def backup_name(now_ms: int, random_suffix: bytes, *, prefix: str = "repo") -> s
         )
     remaining = _BACKUP_EPOCH_MS - now_ms
     if not 0 <= remaining < 10**14:
-        raise InvalidInputError(f"time {now_ms} ms is outside the backup-name range", ErrorKind.INVALID_KEY)
+        raise InvalidInputError(
+            f"time {now_ms} ms is outside the backup-name range", ErrorKind.INVALID_KEY
+        )
     return f"{prefix}.{remaining:014d}.{crockford_encode(bytes(random_suffix))}"
 
 
