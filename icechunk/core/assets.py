@@ -33,7 +33,7 @@ T = TypeVar("T")
 _OFF_LOOP_BYTES = 1 << 20  # decode/encode payloads bigger than this in a worker thread
 
 
-class keys:  # noqa: N801 - a namespace of key builders
+class keys:
     """Object keys relative to the repository root."""
 
     REPO = "repo"

@@ -1,0 +1,281 @@
+"""Turning a session's change set into a snapshot: manifests, snapshot, transaction log.
+
+FORMAT.md §5.2: new manifests for arrays whose chunks (or grid) changed, written
+concurrently; arrays without changes keep their manifest refs; then the snapshot and the
+transaction log (concurrently).  Nothing is visible before the caller's ref update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from icechunk._errors import ErrorKind, SessionStateError
+from icechunk.core.session import NodeView, SessionEngine
+from icechunk.core.splitting import split_edges, split_extents, split_ids
+from icechunk.format.ids import ManifestId, NodeId, SnapshotId
+from icechunk.format.manifest import ArrayManifest, Manifest
+from icechunk.format.repo_info import SnapshotEntry
+from icechunk.format.snapshot import (
+    ArrayData,
+    ManifestFileInfo,
+    ManifestRef,
+    NodeSnapshot,
+    Snapshot,
+)
+from icechunk.format.transaction_log import MoveOperation, TransactionLog
+
+__all__ = ["PreparedSnapshot", "prepare_snapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSnapshot:
+    """A written snapshot and transaction log, ready to be made visible by a ref update."""
+
+    snapshot: Snapshot
+    transaction_log: TransactionLog
+    entry: SnapshotEntry
+
+
+def _extents(coords: np.ndarray) -> tuple[tuple[int, int], ...]:
+    if coords.shape[1] == 0:
+        return ()
+    lo = coords.min(axis=0)
+    hi = coords.max(axis=0)
+    return tuple((int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+
+
+def _inside(extents: tuple[tuple[int, int], ...], num_chunks: tuple[int, ...]) -> bool:
+    return all(hi <= max(n, 1) for (_, hi), n in zip(extents, num_chunks, strict=False))
+
+
+class _ManifestWriter:
+    """Writes new manifests with bounded concurrency and remembers their file infos."""
+
+    def __init__(self, engine: SessionEngine) -> None:
+        self.engine = engine
+        self.infos: dict[ManifestId, ManifestFileInfo] = {}
+        self._semaphore = asyncio.Semaphore(max(engine.config.max_concurrent_manifest_fetches, 1))
+
+    async def write(self, table: ArrayManifest) -> ManifestRef:
+        mid = ManifestId.random()
+        async with self._semaphore:
+            size = await self.engine.assets.write_manifest(Manifest(mid, [table]))
+        self.infos[mid] = ManifestFileInfo(mid, size, len(table))
+        return ManifestRef(mid, _extents(table.coords))
+
+
+async def _array_manifests(
+    engine: SessionEngine, node: NodeView, writer: _ManifestWriter, rewrite_all: bool
+) -> tuple[ManifestRef, ...]:
+    """The manifest refs of an array in the new snapshot (writing new manifests if needed)."""
+    meta = node.array
+    assert meta is not None
+    changes = engine.changes.chunks.get(node.id)
+    changed = changes is not None and not changes.is_empty()
+    base_refs: tuple[ManifestRef, ...] = ()
+    if node.base is not None and node.base.array is not None:
+        base_refs = node.base.array.manifests
+        same_rank = len(node.base.array.shape) == meta.ndim
+        if (
+            not changed
+            and not rewrite_all
+            and same_rank
+            and all(_inside(m.extents, meta.num_chunks) for m in base_refs)
+        ):
+            return base_refs
+    refs = await engine.current_refs(node)
+    if len(refs) == 0:
+        return ()
+    edges = split_edges(node.path, meta.dimension_names, meta.num_chunks, engine.config.splitting)
+    boxes = split_extents(edges)
+    if len(boxes) <= 1:
+        return (await writer.write(refs),)
+    ids = split_ids(refs.coords, edges)
+    touched = (
+        set(split_ids(changes.table().coords, edges).tolist()) if changed and changes else set()
+    )
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="left")
+    stops = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="right")
+    jobs: list[asyncio.Future[ManifestRef] | ManifestRef] = []
+    for box_id, box in enumerate(boxes):
+        if starts[box_id] == stops[box_id]:
+            continue
+        reusable = [
+            m for m in base_refs
+            if all(lo <= a and b <= hi for (a, b), (lo, hi) in zip(m.extents, box, strict=True))
+        ]
+        rows = order[starts[box_id] : stops[box_id]]
+        if (
+            not rewrite_all
+            and box_id not in touched
+            and len(reusable) == 1
+            and _extents(refs.coords[rows]) == reusable[0].extents
+            and len(rows) == _manifest_rows(engine, reusable[0].manifest_id)
+        ):
+            jobs.append(reusable[0])
+            continue
+        jobs.append(asyncio.ensure_future(writer.write(refs.take(np.sort(rows)))))
+    return tuple([j if isinstance(j, ManifestRef) else await j for j in jobs])
+
+
+def _manifest_rows(engine: SessionEngine, mid: ManifestId) -> int:
+    for info in engine.base.snapshot.manifest_files:
+        if info.id == mid:
+            return info.num_chunk_refs
+    return -1
+
+
+async def prepare_snapshot(
+    engine: SessionEngine,
+    message: str,
+    metadata: dict[str, Any] | None,
+    *,
+    parent: SnapshotId | None,
+    rewrite_manifests: bool = False,
+    merge_log_of: SnapshotId | None = None,
+    pruned_ancestor_tx_logs: tuple[SnapshotId, ...] | None = None,
+) -> PreparedSnapshot:
+    """Write manifests, snapshot and transaction log for the session's current state.
+
+    Parameters
+    ----------
+    parent
+        Parent recorded for the new snapshot (the base, or the base's parent for an amend).
+    merge_log_of
+        For amend: fold this snapshot's transaction log into the new one.
+    """
+    if not isinstance(message, str):
+        raise TypeError(f"commit message must be a string, got {type(message).__name__}")
+    writer = _ManifestWriter(engine)
+    nodes = engine.all_nodes()
+    manifest_refs = await asyncio.gather(
+        *(
+            _array_manifests(engine, n, writer, rewrite_manifests)
+            if n.array is not None
+            else _none()
+            for n in nodes
+        )
+    )
+    snapshot_nodes = []
+    for node, mrefs in zip(nodes, manifest_refs, strict=True):
+        array = None
+        if node.array is not None:
+            array = ArrayData(node.array.shape, node.array.dimension_names, mrefs or ())
+        snapshot_nodes.append(NodeSnapshot(node.id, node.path, node.user_data, array))
+    base_infos = {i.id: i for i in engine.base.snapshot.manifest_files}
+    infos: dict[ManifestId, ManifestFileInfo] = {}
+    for node in snapshot_nodes:
+        for mref in node.array.manifests if node.array else ():
+            info = writer.infos.get(mref.manifest_id) or base_infos.get(mref.manifest_id)
+            if info is None:
+                raise SessionStateError(
+                    f"manifest {mref.manifest_id} has no file info", ErrorKind.MANIFEST_INFO_NOT_FOUND
+                )
+            infos[mref.manifest_id] = info
+    from icechunk.core.repo_state import now_us
+
+    base_time = engine.base.snapshot.flushed_at
+    flushed_at = max(now_us(), base_time + 1)
+    props = {**engine.default_metadata, **(metadata or {})}
+    sid = SnapshotId.random()
+    snapshot = Snapshot(
+        id=sid,
+        parent_id=parent,
+        flushed_at=flushed_at,
+        message=message,
+        metadata=props,
+        manifest_files=tuple(sorted(infos.values(), key=lambda i: bytes(i.id))),
+        nodes=tuple(snapshot_nodes),
+        spec_version=engine.assets.spec_version,
+    )
+    log = transaction_log_of(engine, sid)
+    if merge_log_of is not None:
+        previous = await engine.assets.fetch_transaction_log(merge_log_of)
+        log = merge_logs(sid, previous, log)
+    await asyncio.gather(engine.assets.write_snapshot(snapshot), engine.assets.write_transaction_log(log))
+    entry = SnapshotEntry(sid, parent, flushed_at, message, props, pruned_ancestor_tx_logs)
+    return PreparedSnapshot(snapshot, log, entry)
+
+
+async def _none() -> tuple[ManifestRef, ...]:
+    return ()
+
+
+def transaction_log_of(engine: SessionEngine, sid: SnapshotId) -> TransactionLog:
+    """The transaction log describing the session's change set (FORMAT.md §7.6)."""
+    ch = engine.changes
+    deleted = ch.deleted_node_ids()
+    new_ids = ch.new_node_ids()
+    updated_chunks: dict[NodeId, np.ndarray] = {}
+    for nid, changes in ch.chunks.items():
+        if nid in deleted or changes.is_empty():
+            continue
+        updated_chunks[nid] = changes.table().coords
+    moved = None
+    if engine.assets.spec_version >= 2:
+        moved = moved_nodes_of(engine)
+    return TransactionLog(
+        id=sid,
+        new_groups=sorted((nid for nid, _ in ch.new_groups.values()), key=bytes),
+        new_arrays=sorted((nid for nid, _ in ch.new_arrays.values()), key=bytes),
+        deleted_groups=sorted(ch.deleted_groups.values(), key=bytes),
+        deleted_arrays=sorted(ch.deleted_arrays.values(), key=bytes),
+        updated_arrays=sorted((n for n in ch.updated_arrays if n not in new_ids), key=bytes),
+        updated_groups=sorted((n for n in ch.updated_groups if n not in new_ids), key=bytes),
+        updated_chunks=dict(sorted(updated_chunks.items(), key=lambda kv: bytes(kv[0]))),
+        moved_nodes=moved,
+        spec_version=engine.assets.spec_version,
+    )
+
+
+def _segment_key(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
+
+
+def moved_nodes_of(engine: SessionEngine) -> list[MoveOperation]:
+    """One collapsed move per moved node (descendants included), sorted segment-wise by target."""
+    from icechunk.format.transaction_log import NodeType
+
+    if not engine.changes.moves:
+        return []
+    out = []
+    for base in engine.base.snapshot.nodes:
+        now = engine._current_path(base.path)
+        if now != base.path:
+            kind = NodeType.ARRAY if base.is_array else NodeType.GROUP
+            out.append(MoveOperation(base.path, now, base.id, kind))
+    return sorted(out, key=lambda m: _segment_key(m.to_path))
+
+
+def merge_logs(sid: SnapshotId, older: TransactionLog, newer: TransactionLog) -> TransactionLog:
+    """Union of two consecutive transaction logs (amend), per FORMAT.md §5.8."""
+
+    def union(a: list[NodeId], b: list[NodeId]) -> list[NodeId]:
+        return sorted(set(a) | set(b), key=bytes)
+
+    chunks: dict[NodeId, np.ndarray] = {}
+    for nid in set(older.updated_chunks) | set(newer.updated_chunks):
+        parts = [log.updated_chunks[nid] for log in (older, newer) if nid in log.updated_chunks]
+        stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        chunks[nid] = np.unique(stacked, axis=0) if stacked.shape[1] else stacked[:1]
+    new_nodes = set(older.new_groups) | set(older.new_arrays)
+    deleted = set(newer.deleted_groups) | set(newer.deleted_arrays)
+    return TransactionLog(
+        id=sid,
+        new_groups=[n for n in union(older.new_groups, newer.new_groups) if n not in deleted],
+        new_arrays=[n for n in union(older.new_arrays, newer.new_arrays) if n not in deleted],
+        deleted_groups=[n for n in union(older.deleted_groups, newer.deleted_groups) if n not in new_nodes],
+        deleted_arrays=[n for n in union(older.deleted_arrays, newer.deleted_arrays) if n not in new_nodes],
+        updated_arrays=[n for n in union(older.updated_arrays, newer.updated_arrays) if n not in new_nodes],
+        updated_groups=[n for n in union(older.updated_groups, newer.updated_groups) if n not in new_nodes],
+        updated_chunks=dict(sorted(chunks.items(), key=lambda kv: bytes(kv[0]))),
+        moved_nodes=(older.moved_nodes or []) + (newer.moved_nodes or []) if newer.moved_nodes is not None else older.moved_nodes,
+        spec_version=newer.spec_version,
+    )
+
