@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-__all__ = ["blocking", "blocking_iter", "iterate", "run"]
+__all__ = ["AsyncCloseableIterator", "blocking", "blocking_function", "blocking_iter", "iterate", "run"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -81,3 +81,30 @@ def blocking_iter(
         return iterate(fn(self, *args, **kwargs))
 
     return wrapper
+
+
+class AsyncCloseableIterator(Generic[T]):
+    """An async iterator that can also be consumed with a plain ``for`` loop."""
+
+    def __init__(self, aiter: AsyncIterator[T]) -> None:
+        self._aiter = aiter
+        self._sync: Iterator[T] | None = None
+
+    def __aiter__(self) -> AsyncCloseableIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._aiter.__anext__()
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._sync is None:
+            self._sync = iterate(self._aiter)
+        return next(self._sync)
+
+    async def aclose(self) -> None:
+        close = getattr(self._aiter, "aclose", None)
+        if close is not None:
+            await close()

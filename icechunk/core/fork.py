@@ -1,0 +1,225 @@
+"""Forks: picklable writable sessions for distributed writes, and merging them back.
+
+A fork starts from an anonymous snapshot of its parent's current state (written only when the
+parent has uncommitted changes) with an empty change set.  Change sets travel as compact
+msgpack: chunk edits are columns of raw bytes, not per-chunk objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from icechunk._errors import ErrorKind, ReadOnlyError, SessionStateError
+from icechunk.core.changeset import ChangeSet, ChunkChanges
+from icechunk.core.metadata import ArrayMetadata, parse_metadata
+from icechunk.core.session import SessionEngine
+from icechunk.format.ids import NodeId
+from icechunk.format.manifest import ArrayManifest
+
+__all__ = ["dump_changes", "fork_engine", "load_changes", "merge_into"]
+
+_FORMAT = 1
+
+
+def _sparse(column: np.ndarray) -> tuple[bytes, list[Any]]:
+    rows = np.flatnonzero(np.fromiter((v is not None for v in column), bool, len(column)))
+    return rows.astype(np.uint32).tobytes(), [column[i] for i in rows.tolist()]
+
+
+def _dense(n: int, rows: bytes, values: list[Any]) -> np.ndarray:
+    out = np.full(n, None, dtype=object)
+    idx = np.frombuffer(rows, dtype=np.uint32)
+    if len(idx):
+        out[idx] = np.array([*values, None], dtype=object)[:-1]
+    return out
+
+
+def _dump_table(table: ArrayManifest) -> list[Any]:
+    inline_rows, inline = _sparse(table.inline)
+    loc_rows, locations = _sparse(table.location)
+    etag_rows, etags = _sparse(table.etag)
+    return [
+        len(table),
+        table.ndim,
+        np.ascontiguousarray(table.coords, dtype=np.uint32).tobytes(),
+        np.ascontiguousarray(table.kind, dtype=np.uint8).tobytes(),
+        np.ascontiguousarray(table.chunk_id, dtype=np.uint8).tobytes(),
+        np.ascontiguousarray(table.offset, dtype=np.uint64).tobytes(),
+        np.ascontiguousarray(table.length, dtype=np.uint64).tobytes(),
+        np.ascontiguousarray(table.last_modified, dtype=np.uint32).tobytes(),
+        inline_rows, inline, loc_rows, locations, etag_rows, etags,
+    ]
+
+
+def _load_table(node_id: NodeId, raw: list[Any]) -> ArrayManifest:
+    n, ndim, coords, kind, chunk_id, offset, length, last_modified = raw[:8]
+    inline_rows, inline, loc_rows, locations, etag_rows, etags = raw[8:]
+    return ArrayManifest(
+        node_id=node_id,
+        coords=np.frombuffer(coords, dtype=np.uint32).reshape(n, ndim).copy(),
+        kind=np.frombuffer(kind, dtype=np.uint8).copy(),
+        chunk_id=np.frombuffer(chunk_id, dtype=np.uint8).reshape(n, 12).copy(),
+        offset=np.frombuffer(offset, dtype=np.uint64).copy(),
+        length=np.frombuffer(length, dtype=np.uint64).copy(),
+        inline=_dense(n, inline_rows, inline),
+        location=_dense(n, loc_rows, locations),
+        etag=_dense(n, etag_rows, etags),
+        last_modified=np.frombuffer(last_modified, dtype=np.uint32).copy(),
+    )
+
+
+def dump_changes(changes: ChangeSet) -> bytes:
+    """Serialize a change set (msgpack, columnar chunk edits)."""
+    doc = {
+        "v": _FORMAT,
+        "ng": [[p, bytes(nid), data] for p, (nid, data) in changes.new_groups.items()],
+        "na": [[p, bytes(nid), meta.user_data] for p, (nid, meta) in changes.new_arrays.items()],
+        "ug": [[bytes(nid), data] for nid, data in changes.updated_groups.items()],
+        "ua": [[bytes(nid), meta.user_data] for nid, meta in changes.updated_arrays.items()],
+        "dg": [[p, bytes(nid)] for p, nid in changes.deleted_groups.items()],
+        "da": [[p, bytes(nid)] for p, nid in changes.deleted_arrays.items()],
+        "c": [[bytes(nid), _dump_table(c.table())] for nid, c in changes.chunks.items() if not c.is_empty()],
+        "m": [list(m) for m in changes.moves],
+    }
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def _array_meta(data: bytes) -> ArrayMetadata:
+    meta = parse_metadata(data)
+    assert isinstance(meta, ArrayMetadata)
+    return meta
+
+
+def load_changes(data: bytes) -> ChangeSet:
+    """Inverse of :func:`dump_changes`."""
+    doc = msgpack.unpackb(data, raw=False)
+    if doc.get("v") != _FORMAT:
+        raise SessionStateError("unsupported serialized change set", ErrorKind.PICKLE)
+    changes = ChangeSet(
+        new_groups={p: (NodeId(nid), d) for p, nid, d in doc["ng"]},
+        new_arrays={p: (NodeId(nid), _array_meta(d)) for p, nid, d in doc["na"]},
+        updated_groups={NodeId(nid): d for nid, d in doc["ug"]},
+        updated_arrays={NodeId(nid): _array_meta(d) for nid, d in doc["ua"]},
+        deleted_groups={p: NodeId(nid) for p, nid in doc["dg"]},
+        deleted_arrays={p: NodeId(nid) for p, nid in doc["da"]},
+        moves=[(a, b) for a, b in doc["m"]],
+    )
+    for nid_raw, raw in doc["c"]:
+        nid = NodeId(nid_raw)
+        table = _load_table(nid, raw)
+        cc = ChunkChanges(nid, table.ndim)
+        cc.add_table(table)
+        changes.chunks[nid] = cc
+    return changes
+
+
+async def fork_engine(repo: Any, engine: SessionEngine) -> SessionEngine:
+    """A fork of ``engine``: based on an anonymous snapshot of its state, empty change set."""
+    if engine.read_only:
+        raise SessionStateError("cannot fork a read-only session", ErrorKind.CANNOT_FORK_READ_ONLY_SESSION)
+    if engine.mode == "rearrange":
+        raise SessionStateError("rearrange sessions cannot be forked", ErrorKind.REARRANGE_SESSION_ONLY)
+    base = engine.base
+    if not engine.changes.is_empty():
+        from icechunk.core.assets import SnapshotIndex
+        from icechunk.core.commit import prepare_snapshot
+
+        prepared = await prepare_snapshot(engine, "fork", {}, parent=engine.base.id)
+        await repo.state.add_detached(prepared.entry)
+        base = SnapshotIndex(prepared.snapshot)
+    return SessionEngine(
+        engine.assets,
+        engine.state,
+        engine.config,
+        base,
+        branch=None,
+        mode="fork",
+        virtual_fetch=engine.virtual_fetch,
+        default_metadata=engine.default_metadata,
+    )
+
+
+def _merge_failed(msg: str) -> SessionStateError:
+    return SessionStateError(f"cannot merge sessions: {msg}", ErrorKind.MERGE_FAILED)
+
+
+def merge_into(target: SessionEngine, source: SessionEngine) -> None:
+    """Absorb ``source``'s change set into ``target`` (source wins on chunk conflicts).
+
+    All checks run before anything changes, so a failed merge leaves ``target`` as it was.
+    """
+    if target.read_only:
+        raise ReadOnlyError("cannot merge into a read-only session", ErrorKind.READ_ONLY_SESSION)
+    src, dst = source.changes, target.changes
+    if src.moves or dst.moves or target.mode == "rearrange" or source.mode == "rearrange":
+        raise SessionStateError("rearrange change sets cannot be merged", ErrorKind.REARRANGE_SESSION_ONLY)
+
+    # map the source's new nodes onto the target's, refusing clashing metadata
+    id_map: dict[NodeId, NodeId] = {}
+    plan_new: list[tuple[str, NodeId, Any, bool]] = []
+    for path, (nid, payload) in [*src.new_groups.items(), *src.new_arrays.items()]:
+        is_array = path in src.new_arrays
+        user_data = payload.user_data if is_array else payload
+        existing = target.node(path)
+        if existing is not None:
+            if existing.user_data != user_data or existing.is_array != is_array:
+                raise _merge_failed(f"both sessions created or changed {path} with different metadata")
+            id_map[nid] = existing.id
+        else:
+            plan_new.append((path, nid, payload, is_array))
+    touched_in_target = set(dst.updated_arrays) | set(dst.updated_groups) | set(dst.chunks)
+    for nid, meta in [*src.updated_arrays.items(), *src.updated_groups.items()]:
+        user_data = meta.user_data if isinstance(meta, ArrayMetadata) else meta
+        mine = dst.updated_arrays.get(nid) or dst.updated_groups.get(nid)
+        mine_data = mine.user_data if isinstance(mine, ArrayMetadata) else mine
+        if mine is not None and mine_data != user_data:
+            raise _merge_failed("both sessions updated the metadata of the same node differently")
+        new_here = next((p for p, (i, _) in [*dst.new_groups.items(), *dst.new_arrays.items()] if i == nid), None)
+        if new_here is not None:
+            current = target.node(new_here)
+            if current is not None and current.user_data != user_data:
+                raise _merge_failed(f"both sessions created or changed {new_here} with different metadata")
+    for nid in src.deleted_node_ids():
+        if nid in touched_in_target:
+            raise _merge_failed("one session deleted a node the other changed")
+    for nid in dst.deleted_node_ids():
+        if nid in src.updated_arrays or nid in src.updated_groups or nid in src.chunks:
+            raise _merge_failed("one session deleted a node the other changed")
+
+    # apply
+    for path, nid, payload, is_array in plan_new:
+        if is_array:
+            dst.new_arrays[path] = (nid, payload)
+        else:
+            dst.new_groups[path] = (nid, payload)
+    for nid, meta in src.updated_arrays.items():
+        _apply_update(dst, nid, meta)
+    for nid, data in src.updated_groups.items():
+        _apply_update(dst, nid, data)
+    for path, nid in src.deleted_groups.items():
+        dst.deleted_groups[path] = nid
+        dst.updated_groups.pop(nid, None)
+    for path, nid in src.deleted_arrays.items():
+        dst.deleted_arrays[path] = nid
+        dst.updated_arrays.pop(nid, None)
+        dst.chunks.pop(nid, None)
+    for nid, changes in src.chunks.items():
+        if changes.is_empty():
+            continue
+        nid = id_map.get(nid, nid)
+        dst.chunk_changes(nid, changes.ndim).merge_from(changes)
+
+
+def _apply_update(dst: ChangeSet, nid: NodeId, meta: Any) -> None:
+    for table in (dst.new_arrays, dst.new_groups):
+        for path, (existing_id, _) in list(table.items()):
+            if existing_id == nid:
+                table[path] = (nid, meta)  # type: ignore[assignment]
+                return
+    if isinstance(meta, ArrayMetadata):
+        dst.updated_arrays[nid] = meta
+    else:
+        dst.updated_groups[nid] = meta
