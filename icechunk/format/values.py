@@ -8,6 +8,7 @@ spec-1 files use compact MessagePack.  FORMAT.md §4.1 and §4.4.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,8 +123,27 @@ def _value(ref: flexbuffers.Ref) -> Any:
 
 
 def flex_loads(data: bytes | bytearray | memoryview) -> Any:
-    """Decode a FlexBuffers buffer into plain Python values (dict/list/str/int/...)."""
-    return _value(flexbuffers.GetRoot(bytearray(data)))
+    """Decode a FlexBuffers buffer into plain Python values (dict/list/str/int/...).
+
+    Raises
+    ------
+    ValueError
+        If the buffer is corrupt (the upstream reader fails with assorted exceptions, even
+        ``AssertionError`` or ``RecursionError``; they are all turned into this one).
+    """
+    try:
+        return _value(flexbuffers.GetRoot(bytearray(data)))
+    except (
+        AssertionError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        RecursionError,
+        TypeError,
+        UnicodeDecodeError,
+        struct.error,
+    ) as err:
+        raise ValueError(f"corrupt FlexBuffers value ({type(err).__name__}: {err})") from None
 
 
 def msgpack_dumps(value: Any) -> bytes:
