@@ -306,9 +306,9 @@ def encode_repo_config(value: dict[str, Any]) -> bytes:
         raise FormatError(
             f"repository config must be a dict, got {type(value).__name__}", ErrorKind.SERIALIZATION
         )
-    try:
+    try:  # (the FlexBuffers builder reports a bad value inside a map as a RuntimeError)
         return flex_dumps(normalize_repo_config(value), sort_keys=False)
-    except (TypeError, ValueError, OverflowError, struct.error) as err:
+    except (TypeError, ValueError, OverflowError, RuntimeError, struct.error) as err:
         raise FormatError(
             f"cannot encode repository config: {err}", ErrorKind.SERIALIZATION
         ) from None
@@ -327,8 +327,12 @@ class _FlexReader:
 
     FlexBuffers sorts a map's keys, but each entry's key string and out-of-line value are
     written to the buffer when the entry is inserted, so their positions give back the
-    insertion order.  Entries that wrote nothing (a re-used key with an inline value) have no
-    position; where they go makes no difference to the bytes a re-encode produces.
+    insertion order: an entry is placed by its value's position when the value is out of line,
+    else by its key's.  This is exact when every entry wrote its key (first use of that key in
+    the buffer) or has an out-of-line value, which holds for every map of the reference config
+    (struct fields are re-sorted by declaration order anyway, and the container and store
+    option maps have out-of-line values).  An inline-valued entry whose key was first written
+    elsewhere may land elsewhere; the decoded value is the same, only a re-encode could differ.
     """
 
     def __init__(self, buf: bytes) -> None:
@@ -432,9 +436,9 @@ class _FlexReader:
         for i in range(n):
             key_pos = self.target(keys_start + i * keys_width, keys_width)
             value, value_pos = self.element(start, width, n, i, depth)
-            entries.append(
-                (value_pos if value_pos is not None else key_pos, self.key(key_pos), value)
-            )
+            # an empty vector/blob ends where the next entry's key starts: value first on ties
+            order = (value_pos, 0) if value_pos is not None else (key_pos, 1)
+            entries.append((order, self.key(key_pos), value))
         entries.sort(key=lambda e: e[0])
         return {k: v for _, k, v in entries}
 
