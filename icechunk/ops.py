@@ -111,3 +111,45 @@ class Update:
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(repr(self))}</pre>"
+
+
+def update_from_entry(entry: Any, status_factory: Any) -> Update:
+    """The public :class:`Update` of a decoded ops-log entry."""
+    from icechunk.format import repo_info as ri
+    from icechunk.snapshots import datetime_from_us
+
+    k = entry.kind
+    kind: Any
+    if isinstance(k, ri.RepoInitialized):
+        kind = UpdateType.RepoInitialized()
+    elif isinstance(k, ri.RepoMigrated):
+        kind = UpdateType.RepoMigrated(k.from_version, k.to_version)
+    elif isinstance(k, ri.ConfigChanged):
+        kind = UpdateType.ConfigChanged()
+    elif isinstance(k, ri.MetadataChanged):
+        kind = UpdateType.MetadataChanged()
+    elif isinstance(k, ri.RepoStatusChanged):
+        kind = UpdateType.RepoStatusChanged(status_factory(k.status))
+    elif isinstance(k, ri.FeatureFlagChanged):
+        kind = UpdateType.FeatureFlagChanged(k.id, k.new_value if k.is_set else None)
+    elif isinstance(k, ri.NewCommit):
+        kind = UpdateType.NewCommit(k.branch, str(k.new_snap_id))
+    elif isinstance(k, ri.CommitAmended):
+        kind = UpdateType.CommitAmended(k.branch, str(k.previous_snap_id), str(k.new_snap_id))
+    elif isinstance(k, ri.NewDetachedSnapshot):
+        kind = UpdateType.NewDetachedSnapshot(str(k.new_snap_id))
+    elif isinstance(k, ri.BranchCreated):
+        kind = UpdateType.BranchCreated(k.name)
+    elif isinstance(k, ri.BranchDeleted):
+        kind = UpdateType.BranchDeleted(k.name, str(k.previous_snap_id))
+    elif isinstance(k, ri.BranchReset):
+        kind = UpdateType.BranchReset(k.name, str(k.previous_snap_id))
+    elif isinstance(k, ri.TagCreated):
+        kind = UpdateType.TagCreated(k.name)
+    elif isinstance(k, ri.TagDeleted):
+        kind = UpdateType.TagDeleted(k.name, str(k.previous_snap_id))
+    elif isinstance(k, ri.GCRan):
+        kind = UpdateType.GCRan()
+    else:
+        kind = UpdateType.ExpirationRan()
+    return Update(kind, datetime_from_us(entry.updated_at), entry.backup_path)

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "icechunk"
 # rank of each top-level part of the package (first component after ``icechunk.``)
 LAYERS: dict[str, int] = {
     "_errors": 0, "_version": 0, "config": 0, "credentials": 0, "_types": 0,
+    "_utilities": 4,
     "format": 1, "storage": 1,
     "core": 2,
     "_sync": 3, "store": 3,

@@ -123,6 +123,16 @@ class RepoEngine:
         else:
             self.state = LegacyRefs(self.assets, backoff)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_engine,
+            (self.storage, self.config, self.spec_version, self.authorizations, self.default_commit_metadata),
+        )
+
+    def virtual_fetcher(self) -> Any:
+        """The coroutine sessions use to read virtual chunks (None: virtual reads refused)."""
+        return None
+
     # ---- creation and opening ---------------------------------------------------------------
 
     @staticmethod
@@ -285,7 +295,7 @@ class RepoEngine:
             await self.state.snapshot_entry(sid)  # unknown (or expired) ids raise
         return sid
 
-    def _engine(self, base: SnapshotIndex, branch: str | None, mode: str, virtual_fetch: Any) -> SessionEngine:
+    def _engine(self, base: SnapshotIndex, branch: str | None, mode: str) -> SessionEngine:
         return SessionEngine(
             self.assets,
             self.state,
@@ -293,17 +303,17 @@ class RepoEngine:
             base,
             branch=branch,
             mode=mode,
-            virtual_fetch=virtual_fetch,
+            virtual_fetch=self.virtual_fetcher(),
             default_metadata=self.default_commit_metadata,
         )
 
-    async def readonly_session(self, sid: SnapshotId, virtual_fetch: Any = None) -> SessionEngine:
-        return self._engine(await self.snapshot(sid), None, "readonly", virtual_fetch)
+    async def readonly_session(self, sid: SnapshotId) -> SessionEngine:
+        return self._engine(await self.snapshot(sid), None, "readonly")
 
-    async def writable_session(self, branch: str, mode: str = "writable", virtual_fetch: Any = None) -> SessionEngine:
+    async def writable_session(self, branch: str, mode: str = "writable") -> SessionEngine:
         await self.state.ensure_writable()
         tip = await self.state.lookup_branch(branch)
-        return self._engine(await self.snapshot(tip), branch, mode, virtual_fetch)
+        return self._engine(await self.snapshot(tip), branch, mode)
 
     # ---- commits ----------------------------------------------------------------------------
 
@@ -423,6 +433,16 @@ class RepoEngine:
             raise SnapshotNotFoundError(
                 f"transaction log of snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND
             ) from None
+
+
+def _rebuild_engine(
+    storage: Storage,
+    config: RepositoryConfig,
+    spec_version: int,
+    authorizations: dict[str, Any],
+    default_commit_metadata: dict[str, Any],
+) -> RepoEngine:
+    return RepoEngine(storage, config, spec_version, authorizations, default_commit_metadata)
 
 
 def _with_reserved(metadata: dict[str, Any] | None, reserved: dict[str, Any] | None) -> dict[str, Any]:
