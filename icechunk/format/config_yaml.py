@@ -23,7 +23,7 @@ from icechunk.format.repo_config import normalize_repo_config
 __all__ = ["decode_config_yaml", "encode_config_yaml"]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """Safe loader turning every local tag ``!variant`` into ``{"variant": value}``."""
 
 
@@ -58,7 +58,7 @@ class _Variant:
         self.payload = payload
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
     """Safe dumper writing :class:`_Variant` values as tagged nodes."""
 
     def choose_scalar_style(self) -> str:
@@ -68,9 +68,9 @@ class _Dumper(yaml.SafeDumper):
             # A variant tag: PyYAML would quote every explicitly tagged scalar, but the
             # loader resolves a plain one by its implicit type (``!Axis 0`` is the int 0).
             # Scalars whose plain form would change type were given a quoted style already.
-            if self.analysis is None:
-                self.analysis = self.analyze_scalar(event.value)
-            analysis = self.analysis
+            analysis: Any = getattr(self, "analysis", None)
+            if analysis is None:
+                analysis = self.analysis = self.analyze_scalar(event.value)
             plain_ok = analysis.allow_flow_plain if self.flow_level else analysis.allow_block_plain
             if plain_ok and not (
                 self.simple_key_context and (analysis.empty or analysis.multiline)
@@ -134,7 +134,7 @@ def encode_config_yaml(value: dict[str, Any]) -> bytes:
     """
     tagged = normalize_repo_config(value, wrap_variant=_Variant)
     try:
-        text = yaml.dump(
+        text: str = yaml.dump(
             tagged, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
         )
     except yaml.YAMLError as err:

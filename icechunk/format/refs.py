@@ -45,7 +45,8 @@ def validate_ref_name(name: str) -> str:
     InvalidInputError
         If the name is not a string, is empty or contains ``/`` (kind ``INVALID_REF_NAME``).
     """
-    if not isinstance(name, str) or not name:
+    candidate: object = name  # callers may pass anything
+    if not isinstance(candidate, str) or not candidate:
         raise InvalidInputError(
             f"invalid ref name {name!r}: it must be a non-empty string", ErrorKind.INVALID_REF_NAME
         )

@@ -338,17 +338,17 @@ class _FlexReader:
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
 
-    def uint(self, pos: int, width: int) -> int:
+    def read_uint(self, pos: int, width: int) -> int:
         if pos < 0 or pos + width > len(self.buf) or width not in (1, 2, 4, 8):
             raise ValueError(f"read of {width} bytes at {pos} out of bounds")
         return int.from_bytes(self.buf[pos : pos + width], "little")
 
-    def int(self, pos: int, width: int) -> int:
-        value = self.uint(pos, width)
+    def read_int(self, pos: int, width: int) -> int:
+        value = self.read_uint(pos, width)
         bits = 8 * width
         return value - (1 << bits) if value >> (bits - 1) else value
 
-    def float(self, pos: int, width: int) -> float:
+    def read_float(self, pos: int, width: int) -> float:
         if width == 4:
             return float(struct.unpack("<f", self.buf[pos : pos + 4])[0])
         if width == 8:
@@ -356,7 +356,7 @@ class _FlexReader:
         raise ValueError(f"unsupported float width {width}")
 
     def target(self, pos: int, width: int) -> int:
-        off = self.uint(pos, width)
+        off = self.read_uint(pos, width)
         target = pos - off
         if target < 0:  # offsets point backwards (0 is legal: an empty map's keys vector)
             raise ValueError(f"bad offset {off} at {pos}")
@@ -369,7 +369,7 @@ class _FlexReader:
         return self.buf[pos:end].decode("utf-8")
 
     def sized(self, pos: int, width: int) -> tuple[int, int]:
-        n = self.uint(pos - width, width)
+        n = self.read_uint(pos - width, width)
         if pos + n > len(self.buf):
             raise ValueError("sized object out of bounds")
         return pos, n
@@ -382,20 +382,20 @@ class _FlexReader:
         if kind == _NULL:
             return None, None
         if kind == _BOOL:
-            return self.uint(pos, parent_width) != 0, None
+            return self.read_uint(pos, parent_width) != 0, None
         if kind == _INT:
-            return self.int(pos, parent_width), None
+            return self.read_int(pos, parent_width), None
         if kind == _UINT:
-            return self.uint(pos, parent_width), None
+            return self.read_uint(pos, parent_width), None
         if kind == _FLOAT:
-            return self.float(pos, parent_width), None
+            return self.read_float(pos, parent_width), None
         target = self.target(pos, parent_width)
         if kind == _INDIRECT_INT:
-            return self.int(target, width), target
+            return self.read_int(target, width), target
         if kind == _INDIRECT_UINT:
-            return self.uint(target, width), target
+            return self.read_uint(target, width), target
         if kind == _INDIRECT_FLOAT:
-            return self.float(target, width), target
+            return self.read_float(target, width), target
         if kind == _KEY:
             return self.key(target), target
         if kind in (_STRING, _BLOB):
@@ -410,7 +410,7 @@ class _FlexReader:
         return self.typed_vector(kind, target, width), target
 
     def element(self, start: int, width: int, n: int, i: int, depth: int) -> tuple[Any, int | None]:
-        packed = self.uint(start + n * width + i, 1)
+        packed = self.read_uint(start + n * width + i, 1)
         return self.value(start + i * width, width, packed, depth + 1)
 
     def typed_vector(self, kind: int, start: int, width: int) -> list[Any]:
@@ -429,8 +429,8 @@ class _FlexReader:
         _, n = self.sized(start, width)
         keys_at = start - 3 * width
         keys_start = self.target(keys_at, width)
-        keys_width = self.uint(start - 2 * width, width)
-        if self.uint(keys_start - keys_width, keys_width) != n:
+        keys_width = self.read_uint(start - 2 * width, width)
+        if self.read_uint(keys_start - keys_width, keys_width) != n:
             raise ValueError("map keys and values differ in length")
         entries = []
         for i in range(n):

@@ -423,15 +423,17 @@ def _build(info: RepoInfo) -> bytes:
         else None
     )
     updates = []
-    for entry in info.latest_updates:
-        member = _update_member(builder, entry.kind)
-        backup = builder.CreateString(entry.backup_path) if entry.backup_path is not None else None
+    for update in info.latest_updates:
+        member = _update_member(builder, update.kind)
+        backup = (
+            builder.CreateString(update.backup_path) if update.backup_path is not None else None
+        )
         builder.StartObject(4)
-        builder.PrependUint64Slot(2, entry.updated_at, 0)
+        builder.PrependUint64Slot(2, update.updated_at, 0)
         if backup is not None:
             builder.PrependUOffsetTRelativeSlot(3, backup, 0)
         builder.PrependUOffsetTRelativeSlot(1, member, 0)
-        builder.PrependUint8Slot(0, _UPDATE_TYPES[type(entry.kind)], 0)
+        builder.PrependUint8Slot(0, _UPDATE_TYPES[type(update.kind)], 0)
         updates.append(builder.EndObject())
     updates_vec = _offsets_vector(builder, updates)
     before = (
