@@ -11,13 +11,17 @@ because the commit loop expects to lose races.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable
+import warnings
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
+from icechunk.storage._blocking import run_in_fresh_loop
+
 if TYPE_CHECKING:
-    from icechunk.config import StorageSettings
+    from icechunk.config import S3Options, StorageSettings
+    from icechunk.credentials import AnyAzureCredential, AnyGcsCredential, AnyS3Credential
 
 __all__ = [
     "ByteRange",
@@ -27,6 +31,7 @@ __all__ = [
     "PutResult",
     "RangeRequest",
     "Storage",
+    "StorageObjectInfo",
     "SuffixRange",
     "VersionToken",
 ]
@@ -90,6 +95,10 @@ class ObjectInfo:
     version: VersionToken | None = None
 
 
+#: The name API.md uses for listing entries (``key``, ``size_bytes``, ``created_at``).
+StorageObjectInfo = ObjectInfo
+
+
 class Storage(abc.ABC):
     """Async key/bytes storage with conditional writes.
 
@@ -97,6 +106,11 @@ class Storage(abc.ABC):
     :func:`icechunk.in_memory_storage`, :func:`icechunk.s3_storage`, ...), not directly.
     Instances pickle and compare equal after a round trip (an in-memory storage keeps
     sharing its data only within one process).
+
+    Contract for implementations: ``__eq__``/``__hash__`` compare the *location and
+    settings* (never live clients), ``__reduce__`` rebuilds from constructor arguments, and
+    ``__repr__`` never shows a secret.  No method holds an asyncio primitive across calls,
+    so one instance may be used from several event loops (and threads).
     """
 
     # ---- the byte vocabulary (what the engine uses) -----------------------------------------
@@ -141,8 +155,13 @@ class Storage(abc.ABC):
         """Every object whose key starts with ``prefix`` (``""`` lists everything)."""
 
     @abc.abstractmethod
-    async def delete_many(self, keys: Iterable[str]) -> int:
-        """Delete objects (missing ones are ignored); returns how many existed."""
+    async def delete_many(self, keys: Iterable[str], *, exact_count: bool = True) -> int:
+        """Delete objects (missing ones are ignored); returns how many existed.
+
+        Object stores cannot tell whether a deleted key existed without an extra HEAD per
+        key; pass ``exact_count=False`` to skip those (the result is then the number of
+        keys submitted).  Local and in-memory storage always count exactly.
+        """
 
     # ---- capabilities and settings ----------------------------------------------------------
 
@@ -168,3 +187,196 @@ class Storage(abc.ABC):
     def can_write_to_root(self) -> bool:
         """Whether creating a repository at this location is allowed (False at a bucket root)."""
         return True
+
+    # ---- sync helpers of the public API (API.md §7.3) ---------------------------------------
+
+    def list_objects_metadata(
+        self, settings: StorageSettings | None = None, prefix: str | None = None
+    ) -> list[StorageObjectInfo]:
+        """Every object under ``prefix`` (default: all), with key, size and creation time.
+
+        Parameters
+        ----------
+        settings
+            Settings to use for this listing instead of the storage's own.
+        prefix
+            Key prefix relative to the storage root.
+        """
+        target = self if settings is None else self.with_settings(settings)
+
+        async def collect() -> list[ObjectInfo]:
+            return [info async for info in target.list_prefix(prefix or "")]
+
+        return run_in_fresh_loop(collect)
+
+    def list_objects(
+        self, settings: StorageSettings | None = None, prefix: str | None = None
+    ) -> list[tuple[str, int]]:
+        """``(key, size)`` of every object under ``prefix``.
+
+        .. deprecated:: use :meth:`list_objects_metadata`.
+        """
+        warnings.warn(
+            "Storage.list_objects is deprecated; use Storage.list_objects_metadata",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return [(info.key, info.size_bytes) for info in self.list_objects_metadata(settings, prefix)]
+
+    # ---- low-level constructors (the public factories call these) --------------------------
+
+    @classmethod
+    def new_in_memory(cls) -> Storage:
+        """A fresh, empty in-memory storage."""
+        from icechunk.storage._memory import MemoryStorage
+
+        return MemoryStorage()
+
+    @classmethod
+    def new_local_filesystem(cls, path: str) -> Storage:
+        """Storage in the directory ``path`` (created on first write)."""
+        from icechunk.storage._local import LocalFileSystemStorage
+
+        return LocalFileSystemStorage(path)
+
+    @classmethod
+    def new_s3(
+        cls,
+        config: S3Options,
+        bucket: str,
+        prefix: str | None,
+        credentials: AnyS3Credential | None = None,
+        legacy_rooted_keys: bool | None = None,
+        *,
+        read_headers: Mapping[str, str] | None = None,
+        write_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """S3 (or S3-compatible) storage from options and credentials."""
+        from icechunk.storage._obstore import ObjectStoreStorage, S3Location
+
+        location = S3Location.build(
+            "s3", config, bucket, prefix, credentials, legacy_rooted_keys,
+            read_headers=read_headers, write_headers=write_headers, headers=headers,
+        )
+        return ObjectStoreStorage(location)
+
+    @classmethod
+    def new_s3_object_store(
+        cls,
+        config: S3Options,
+        bucket: str,
+        prefix: str | None,
+        credentials: AnyS3Credential | None = None,
+        *,
+        read_headers: Mapping[str, str] | None = None,
+        write_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """S3 storage (the reference's alternative client; the same backend here)."""
+        return cls.new_s3(
+            config, bucket, prefix, credentials,
+            read_headers=read_headers, write_headers=write_headers, headers=headers,
+        )
+
+    @classmethod
+    def new_tigris(
+        cls,
+        config: S3Options,
+        bucket: str,
+        prefix: str | None,
+        use_weak_consistency: bool,
+        credentials: AnyS3Credential | None = None,
+        legacy_rooted_keys: bool | None = None,
+        *,
+        read_headers: Mapping[str, str] | None = None,
+        write_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """Tigris storage; ``use_weak_consistency`` makes it read-only."""
+        from icechunk.storage._obstore import ObjectStoreStorage, S3Location
+
+        location = S3Location.build(
+            "tigris", config, bucket, prefix, credentials, legacy_rooted_keys,
+            read_headers=read_headers, write_headers=write_headers, headers=headers,
+            use_weak_consistency=use_weak_consistency,
+        )
+        return ObjectStoreStorage(location)
+
+    @classmethod
+    def new_r2(
+        cls,
+        config: S3Options,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        account_id: str | None = None,
+        credentials: AnyS3Credential | None = None,
+        legacy_rooted_keys: bool | None = None,
+        *,
+        read_headers: Mapping[str, str] | None = None,
+        write_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """Cloudflare R2 storage (endpoint from ``account_id`` or ``config.endpoint_url``)."""
+        from icechunk.storage._obstore import ObjectStoreStorage, S3Location
+
+        location = S3Location.build_r2(
+            config, bucket, prefix, account_id, credentials, legacy_rooted_keys,
+            read_headers=read_headers, write_headers=write_headers, headers=headers,
+        )
+        return ObjectStoreStorage(location)
+
+    @classmethod
+    def new_gcs(
+        cls,
+        bucket: str,
+        prefix: str | None,
+        credentials: AnyGcsCredential | None = None,
+        *,
+        config: Mapping[str, str] | None = None,
+        read_headers: Mapping[str, str] | None = None,
+        write_headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """Google Cloud Storage."""
+        from icechunk.storage._obstore import GcsLocation, ObjectStoreStorage
+
+        location = GcsLocation.build(
+            bucket, prefix, credentials, config,
+            read_headers=read_headers, write_headers=write_headers, headers=headers,
+        )
+        return ObjectStoreStorage(location)
+
+    @classmethod
+    def new_azure_blob(
+        cls,
+        account: str,
+        container: str,
+        prefix: str,
+        credentials: AnyAzureCredential | None = None,
+        *,
+        config: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """Azure Blob Storage."""
+        from icechunk.storage._obstore import AzureLocation, ObjectStoreStorage
+
+        return ObjectStoreStorage(AzureLocation.build(account, container, prefix, credentials, config))
+
+    @classmethod
+    def new_http(
+        cls,
+        base_url: str,
+        config: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Storage:
+        """Read-only HTTP(S) storage under ``base_url``."""
+        from icechunk.storage._obstore import HttpLocation, ObjectStoreStorage
+
+        return ObjectStoreStorage(HttpLocation.build(base_url, config, headers))
+
+    @classmethod
+    def new_redirect(cls, base_url: str) -> Storage:
+        """Read-only storage found by following HTTP redirects from ``base_url``."""
+        from icechunk.storage._redirect import RedirectStorage
+
+        return RedirectStorage(base_url)

@@ -1,0 +1,132 @@
+"""The shared storage suite on local disk, plus local-only behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from icechunk._errors import NotFoundError, StorageError
+from icechunk.storage import Storage, StorageSettings, local_filesystem_storage
+from icechunk.storage._local import LOCAL_DEFAULTS, content_etag
+from icechunk.testing.storage import StorageTests
+
+
+class TestLocalStorage(StorageTests):
+    listing_has_versions = False
+    key_can_be_a_prefix = False
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Storage:
+        return local_filesystem_storage(tmp_path / "repo")
+
+
+class TestLocalStorageWithFsync(StorageTests):
+    listing_has_versions = False
+    key_can_be_a_prefix = False
+    large_object_bytes = 1024 * 1024 + 1
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Storage:
+        return local_filesystem_storage(str(tmp_path / "repo"), fsync=True)
+
+
+def test_opening_does_not_create_the_directory(tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    storage = local_filesystem_storage(root)
+    assert not root.exists()
+    assert asyncio.run(storage.head("repo")) is None
+    assert storage.list_objects_metadata() == []
+    assert asyncio.run(storage.delete_many(["x"])) == 0
+    assert not root.exists()
+    asyncio.run(storage.put("snapshots/ABC", b"x"))
+    assert (root / "snapshots" / "ABC").read_bytes() == b"x"
+
+
+def test_defaults_match_the_reference_local_backend(tmp_path: Path) -> None:
+    settings = local_filesystem_storage(tmp_path).default_settings()
+    assert settings == LOCAL_DEFAULTS
+    assert settings.concurrency is not None and settings.retries is not None
+    assert settings.concurrency.max_concurrent_requests_for_object == 5
+    assert settings.concurrency.ideal_concurrent_request_size == 4096
+    assert (settings.retries.max_tries, settings.retries.initial_backoff_ms, settings.retries.max_backoff_ms) == (1, 0, 0)
+    assert settings.unsafe_use_conditional_update is False
+    assert settings.unsafe_use_metadata is False
+    assert settings.unsafe_use_conditional_create is None
+
+
+async def test_compare_and_swap_is_real_even_though_the_flag_says_unconditional(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    assert storage.settings.unsafe_use_conditional_update is False
+    await storage.put("repo", b"v1")
+    _, stale = await storage.get_with_version("repo")
+    await storage.put("repo", b"v2")
+    assert not (await storage.put("repo", b"v3", mode=stale)).ok
+
+
+async def test_version_is_the_blake2b_content_hash(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    result = await storage.put("k", b"hello")
+    assert result.version is not None and result.version.etag == content_etag(b"hello")
+    assert len(result.version.etag) == 32
+
+
+async def test_no_temp_or_lock_files_are_left_behind(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("repo", b"1", mode="create")
+    _, v = await storage.get_with_version("repo")
+    await storage.put("repo", b"2", mode=v)
+    await storage.put("repo", b"3", mode=v)  # lost
+    await storage.put("repo", b"4", mode="create")  # lost
+    await storage.put("chunks/big", b"x" * (2 * 1024 * 1024))
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["chunks/big", "repo"]
+
+
+async def test_stray_temp_files_are_not_listed(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("chunks/a", b"1")
+    (tmp_path / "chunks" / ".0123456789abcdef0123456789abcdef.tmp").write_bytes(b"partial")
+    assert [i.key async for i in storage.list_prefix("")] == ["chunks/a"]
+
+
+async def test_directory_is_not_an_object(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("dir/child", b"x")
+    with pytest.raises(NotFoundError):
+        await storage.get("dir")
+    assert await storage.head("dir") is None
+    assert await storage.delete_many(["dir"]) == 0
+
+
+async def test_key_under_an_existing_file_is_a_storage_error(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("file", b"x")
+    with pytest.raises(StorageError):
+        await storage.put("file/child", b"y")
+
+
+def test_equality_uses_the_resolved_path_and_settings(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    a = local_filesystem_storage(tmp_path / "real")
+    b = local_filesystem_storage(str(tmp_path / "link"))
+    c = local_filesystem_storage(tmp_path / "real" / ".." / "real")
+    assert a == b == c and hash(a) == hash(b)
+    assert a != local_filesystem_storage(tmp_path / "other")
+    assert a != a.with_settings(StorageSettings(unsafe_use_metadata=True))
+    assert a != local_filesystem_storage(tmp_path / "real", fsync=True)
+    restored = pickle.loads(pickle.dumps(b))
+    assert restored == a and str(tmp_path / "real") in repr(restored)
+
+
+def test_bad_path_argument_is_a_typed_error(tmp_path: Path) -> None:
+    from icechunk._errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="path"):
+        local_filesystem_storage(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        local_filesystem_storage("")
