@@ -263,7 +263,7 @@ def _node(builder: flatbuffers.Builder, node: NodeSnapshot, spec_version: int) -
     return int(builder.EndObject())
 
 
-def _check_ranges(snapshot: Snapshot) -> None:
+def _check_ranges(snapshot: Snapshot, spec_version: int) -> None:
     """Reject values the fixed-width fields cannot hold (struct would raise otherwise)."""
     if not 0 <= snapshot.flushed_at <= _U64_MAX:
         raise _fail_encode(f"flushed_at {snapshot.flushed_at} is out of range")
@@ -282,12 +282,15 @@ def _check_ranges(snapshot: Snapshot) -> None:
         if node.array is None:
             continue
         for dim in node.array.shape:
-            if not (
-                0 <= dim.array_length <= _U64_MAX
-                and 0 <= dim.num_chunks <= _U32_MAX
-                and (dim.chunk_length is None or 0 <= dim.chunk_length <= _U64_MAX)
-            ):
-                raise _fail_encode(f"dimension {dim} of {node.path!r} is out of range")
+            if spec_version >= 2:
+                ok = 0 <= dim.array_length <= _U64_MAX and 0 <= dim.num_chunks <= _U32_MAX
+            else:
+                # spec 1 stores the chunk length, which must be non-zero for a non-empty axis
+                chunk_length = _chunk_length(dim)
+                ok = 0 <= dim.array_length <= _U64_MAX and 0 <= chunk_length <= _U64_MAX
+                ok = ok and (chunk_length != 0 or dim.array_length == 0)
+            if not ok:
+                raise _fail_encode(f"dimension {dim} of {node.path!r} cannot be stored")
         for ref in node.array.manifests:
             if len(ref.manifest_id) != 12:
                 raise _fail_encode(f"manifest id {ref.manifest_id!r} does not have 12 bytes")
@@ -305,7 +308,14 @@ def snapshot_flatbuffer(snapshot: Snapshot, spec_version: int = 2) -> bytes:
             f"cannot write spec version {spec_version} snapshots",
             ErrorKind.UNSUPPORTED_SPEC_VERSION,
         )
-    _check_ranges(snapshot)
+    _check_ranges(snapshot, spec_version)
+    try:
+        return _build(snapshot, spec_version)
+    except UnicodeEncodeError as err:
+        raise _fail_encode(f"a string is not valid Unicode ({err})") from None
+
+
+def _build(snapshot: Snapshot, spec_version: int) -> bytes:
     builder = flatbuffers.Builder(1024)
     manifest_files, manifest_files_v2 = _manifest_files(
         builder, sorted(snapshot.manifest_files, key=lambda info: bytes(info.id)), spec_version

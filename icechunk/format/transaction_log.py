@@ -256,9 +256,10 @@ def _chunk_indices_block(builder: flatbuffers.Builder, coords: np.ndarray) -> in
     block[:, 1] = 4  # uoffset to the coords vector right after the table
     block[:, 2] = ndim
     block[:, 3:] = coords[:0:-1]
-    end = builder.head
-    builder.Bytes[end - block.nbytes : end] = block.data.cast("B")
-    builder.head = end - block.nbytes
+    if rest:
+        end = builder.head
+        builder.Bytes[end - block.nbytes : end] = block.data.cast("B")
+        builder.head = end - block.nbytes
 
     start = builder.Offset()
     vector = np.empty(n + 1, dtype="<u4")
@@ -316,6 +317,13 @@ def transaction_log_flatbuffer(log: TransactionLog, spec_version: int = 2) -> by
         )
     if len(log.id) != 12:
         raise _fail_encode("the snapshot id must have 12 bytes")
+    try:
+        return _build(log, spec_version)
+    except UnicodeEncodeError as err:
+        raise _fail_encode(f"a path is not valid Unicode ({err})") from None
+
+
+def _build(log: TransactionLog, spec_version: int) -> bytes:
     moves = sorted(log.moved_nodes or (), key=lambda move: _path_key(move.to_path))
     if moves and spec_version < 2:
         raise _fail_encode(
@@ -486,6 +494,8 @@ def _read_chunks_vectorized(buf: bytes, gather: _Gather, start: int, n: int) -> 
     ndim = int(lengths[0])
     if (lengths != ndim).any():
         raise ValueError("chunk coordinates of one array have different lengths")
+    if int(vectors.max()) + 4 + 4 * ndim > len(buf):
+        raise IndexError("coords out of bounds")
     return gather.u32((vectors + 4).reshape(-1, 1) + 4 * np.arange(ndim, dtype=np.int64))
 
 
