@@ -1,0 +1,216 @@
+"""Manifest refs "as stored": the columnar wire form shared by the vectorized writer and reader.
+
+A :class:`WireArray` holds the refs of one ``ArrayManifest`` table exactly as they appear in
+the flatbuffer (FORMAT.md §3.4): which optional ChunkRef fields are present (a bit mask per
+ref), the scalar fields, and the variable-length payloads (inline bytes, location / etag
+strings, compressed locations) as :class:`Segments`.  Converting to and from the user-facing
+:class:`~icechunk.format.manifest.ArrayManifest` (ref kinds, Python strings, location
+compression) happens in ``manifest.py``; this module only knows bytes.
+
+It also holds the two numpy kernels for variable-length payloads: gathering segments out of a
+buffer as zero-padded 32-bit words and scattering them back, grouped by word count so each
+group is one 2-D fancy-index operation instead of a per-ref Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "B_CHUNK_ID",
+    "B_COMPRESSED_LOCATION",
+    "B_ETAG",
+    "B_INLINE",
+    "B_LAST_MODIFIED",
+    "B_LENGTH",
+    "B_LOCATION",
+    "B_OFFSET",
+    "Segments",
+    "WireArray",
+    "word_groups",
+]
+
+# ChunkRef field ids (= vtable slot numbers), FORMAT.md §3.4.
+F_INDEX, F_INLINE, F_OFFSET, F_LENGTH, F_CHUNK_ID = 0, 1, 2, 3, 4
+F_LOCATION, F_ETAG, F_LAST_MODIFIED, F_COMPRESSED_LOCATION, F_EXTRA = 5, 6, 7, 8, 9
+CHUNK_REF_FIELDS = 10
+
+# Presence bits of the optional ChunkRef fields (``index`` is required, always present).
+B_LENGTH = 1 << 0
+B_OFFSET = 1 << 1
+B_COMPRESSED_LOCATION = 1 << 2
+B_LAST_MODIFIED = 1 << 3
+B_ETAG = 1 << 4
+B_LOCATION = 1 << 5
+B_CHUNK_ID = 1 << 6
+B_INLINE = 1 << 7
+SHAPE_COUNT = 1 << 8
+
+# bit -> field id
+BIT_FIELD = {
+    B_LENGTH: F_LENGTH,
+    B_OFFSET: F_OFFSET,
+    B_COMPRESSED_LOCATION: F_COMPRESSED_LOCATION,
+    B_LAST_MODIFIED: F_LAST_MODIFIED,
+    B_ETAG: F_ETAG,
+    B_LOCATION: F_LOCATION,
+    B_CHUNK_ID: F_CHUNK_ID,
+    B_INLINE: F_INLINE,
+}
+
+
+@dataclass(slots=True)
+class Segments:
+    """Variable-length byte payloads of some refs: ``data[starts[i] : starts[i] + lengths[i]]``.
+
+    ``rows`` are the ref rows (ascending) that have the payload; ``data`` is any uint8 array
+    (a packed blob, or the whole flatbuffer when decoding, so nothing is copied).
+    """
+
+    rows: np.ndarray  # int64, ascending
+    data: np.ndarray  # uint8
+    starts: np.ndarray  # int64
+    lengths: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @classmethod
+    def empty(cls) -> Segments:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, np.zeros(0, dtype=np.uint8), z, z)
+
+    @classmethod
+    def from_bytes_list(cls, rows: np.ndarray, values: list[bytes]) -> Segments:
+        """Pack a list of byte strings (one per row) into one blob."""
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        starts = np.zeros(len(values), dtype=np.int64)
+        if len(values) > 1:
+            np.cumsum(lengths[:-1], out=starts[1:])
+        data = np.frombuffer(b"".join(values), dtype=np.uint8)
+        return cls(np.asarray(rows, dtype=np.int64), data, starts, lengths)
+
+    def item(self, i: int) -> bytes:
+        s = int(self.starts[i])
+        return self.data[s : s + int(self.lengths[i])].tobytes()
+
+    def to_list(self) -> list[bytes]:
+        """The payloads as ``bytes`` objects (a Python loop; use for small counts)."""
+        raw = self.data
+        return [
+            raw[s : s + n].tobytes()
+            for s, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)
+        ]
+
+    def take(self, sel: np.ndarray) -> Segments:
+        return Segments(self.rows[sel], self.data, self.starts[sel], self.lengths[sel])
+
+
+@dataclass(slots=True)
+class WireArray:
+    """The refs of one ``ArrayManifest`` table as stored, sorted by ``coords``."""
+
+    node_id: bytes
+    coords: np.ndarray  # (n, ndim) uint32
+    shape: np.ndarray  # (n,) uint16 presence bits B_*
+    offset: np.ndarray  # (n,) uint64, meaningful where B_OFFSET
+    length: np.ndarray  # (n,) uint64, meaningful where B_LENGTH
+    chunk_id: np.ndarray  # (n, 12) uint8, meaningful where B_CHUNK_ID
+    last_modified: np.ndarray  # (n,) uint32, meaningful where B_LAST_MODIFIED
+    inline: Segments
+    location: Segments
+    etag: Segments
+    compressed_location: Segments
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
+
+
+def unaligned_u32(data: np.ndarray) -> np.ndarray:
+    """A uint32 view starting at *every* byte of ``data`` (element ``i`` = bytes ``i..i+4``).
+
+    ``data`` must have 3 readable bytes past the last position that will be indexed.
+    """
+    return np.ndarray(
+        shape=(max(data.shape[0] - 3, 0),), dtype="<u4", buffer=data, offset=0, strides=(1,)
+    )
+
+
+def word_groups(lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Group positions by word count ``ceil(length / 4)``: ``[(nwords, indices), ...]``."""
+    nw = (lengths + 3) >> 2
+    if nw.shape[0] == 0:
+        return []
+    lo, hi = int(nw.min()), int(nw.max())
+    if lo == hi:
+        return [(lo, np.arange(nw.shape[0]))]
+    order = np.argsort(nw, kind="stable")
+    snw = nw[order]
+    cuts = np.flatnonzero(snw[1:] != snw[:-1]) + 1
+    bounds = [0, *cuts.tolist(), snw.shape[0]]
+    return [(int(snw[bounds[g]]), order[bounds[g] : bounds[g + 1]]) for g in range(len(bounds) - 1)]
+
+
+_TAIL_MASK = np.array([0xFFFFFFFF, 0xFF, 0xFFFF, 0xFFFFFF], dtype=np.uint32)
+# Keep the temporaries of one 2-D gather below this many elements.
+_MAX_GATHER = 1 << 22
+
+
+def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
+    """Payloads ``sel`` (all with ``ceil(len / 4) == nwords``) as zero-padded uint32 words.
+
+    Returns an ``(len(sel), nwords)`` array; bytes past each payload's end are zero.
+    """
+    data = seg.data
+    if data.shape[0] < 4 or int(seg.starts[sel].max(initial=0)) + 4 * nwords + 3 >= data.shape[0]:
+        # too close to the end for the 4-byte window: work on a padded copy
+        data = np.concatenate([data, np.zeros(4 * nwords + 4, dtype=np.uint8)])
+    view = unaligned_u32(data)
+    starts = seg.starts[sel]
+    out = view[starts[:, None] + 4 * np.arange(nwords, dtype=np.int64)]
+    if nwords:
+        tail = (seg.lengths[sel] & 3).astype(np.intp)
+        out[:, -1] &= _TAIL_MASK[tail]
+    return out
+
+
+def scatter_segments(dst32: np.ndarray, dst_pos: np.ndarray, seg: Segments) -> None:
+    """Write every payload of ``seg`` at byte position ``dst_pos[i]`` (4-aligned) of ``dst32``.
+
+    ``dst32`` is the uint32 view of a zero-initialised buffer; only ``ceil(len / 4)`` words
+    are written per payload, so the zero NUL terminator / padding that follows is kept.
+    """
+    for nwords, sel in word_groups(seg.lengths):
+        if nwords == 0:
+            continue
+        step = max(1, _MAX_GATHER // nwords)
+        for lo in range(0, sel.shape[0], step):
+            part = sel[lo : lo + step]
+            words = gather_words(seg, part, nwords)
+            base = dst_pos[part] >> 2
+            dst32[base[:, None] + np.arange(nwords, dtype=np.int64)] = words
+
+
+def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:
+    """UTF-8 encode a list of strings (one per entry of ``rows``) into one blob.
+
+    The common all-ASCII case is one ``join`` and one ``encode`` instead of a call per string.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a ``str``.
+    UnicodeEncodeError
+        If a value cannot be encoded (lone surrogates).
+    """
+    joined = "".join(values)
+    if not joined.isascii():
+        return Segments.from_bytes_list(rows, [v.encode("utf-8") for v in values])
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    starts = np.zeros(len(values), dtype=np.int64)
+    if len(values) > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    return Segments(np.asarray(rows, dtype=np.int64), data, starts, lengths)
