@@ -131,6 +131,9 @@ class _Enum:
     variants: dict[str, Any] = field(default_factory=dict)  # variant -> payload shape
 
 
+_UNIT = object()  # payload shape of a unit variant
+
+
 def _leaves(*names: str) -> _Struct:
     return _Struct(dict.fromkeys(names))
 
@@ -149,7 +152,7 @@ _S3_OPTIONS = _leaves(
 _STRING_MAP = _MapOf(None)
 _OBJECT_STORE = _Enum(
     {
-        "in_memory": None,
+        "in_memory": _UNIT,
         "local_file_system": None,
         "http": _STRING_MAP,
         "s3_compatible": _S3_OPTIONS,
@@ -167,12 +170,12 @@ _SPLIT_CONDITION.variants.update(
         "and": _ListOf(_SPLIT_CONDITION),
         "path_matches": _REGEX,
         "name_matches": _REGEX,
-        "any_array": None,
+        "any_array": _UNIT,
     }
 )
-_DIM_CONDITION = _Enum({"Axis": None, "DimensionName": None, "Any": None})
+_DIM_CONDITION = _Enum({"Axis": None, "DimensionName": None, "Any": _UNIT})
 _SPLIT_DIM = _Struct({"condition": _DIM_CONDITION, "num_chunks": None})
-_BOUND = _Enum({"Included": None, "Excluded": None, "Unbounded": None})
+_BOUND = _Enum({"Included": None, "Excluded": None, "Unbounded": _UNIT})
 _PRELOAD_CONDITION = _Enum()
 _PRELOAD_CONDITION.variants.update(
     {
@@ -181,8 +184,8 @@ _PRELOAD_CONDITION.variants.update(
         "path_matches": _REGEX,
         "name_matches": _REGEX,
         "num_refs": _Struct({"from": _BOUND, "to": _BOUND}),
-        "true": None,
-        "false": None,
+        "true": _UNIT,
+        "false": _UNIT,
     }
 )
 _MANIFEST = _Struct(
@@ -252,7 +255,7 @@ REPO_CONFIG_FIELDS: tuple[str, ...] = tuple(_REPOSITORY_CONFIG.fields)
 
 
 def _reshape(value: Any, shape: Any, wrap: Callable[[str, Any], Any] | None) -> Any:
-    if value is None or shape is None:
+    if value is None or shape is None or shape is _UNIT:
         return value
     if isinstance(shape, _Struct) and isinstance(value, dict):
         out = {k: _reshape(value[k], sub, wrap) for k, sub in shape.fields.items() if k in value}
@@ -267,6 +270,8 @@ def _reshape(value: Any, shape: Any, wrap: Callable[[str, Any], Any] | None) -> 
         return [_reshape(v, sub, wrap) for v, sub in zip(value, subs, strict=False)]
     if isinstance(shape, _Enum) and isinstance(value, dict) and len(value) == 1:
         ((variant, payload),) = value.items()
+        if payload is None and shape.variants.get(variant) is _UNIT:
+            return variant  # a unit variant written as a tag without payload (``!in_memory``)
         payload = _reshape(payload, shape.variants.get(variant), wrap)
         return wrap(variant, payload) if wrap is not None else {variant: payload}
     return value
@@ -286,7 +291,8 @@ def normalize_repo_config(
         ``wrap_variant(variant, payload)`` (used by the YAML writer to emit tags).
 
     Unknown keys are kept after the known ones, in their own order; map entries keep their
-    order; values that do not have the expected type are passed through unchanged.
+    order; a unit variant given as ``{variant: None}`` becomes the plain string; values that
+    do not have the expected type are passed through unchanged.
     """
     return _reshape(value, _REPOSITORY_CONFIG, wrap_variant)  # type: ignore[no-any-return]
 

@@ -224,3 +224,23 @@ def test_unencodable_value() -> None:
     with pytest.raises(FormatError) as err:
         encode_config_yaml({"inline_chunk_threshold_bytes": object()})
     assert err.value.kind == ErrorKind.SERIALIZATION
+
+
+def test_unit_variants_written_as_tags_read_as_strings() -> None:
+    text = b"""virtual_chunk_containers:
+  memory://m/:
+    name: null
+    url_prefix: memory://m/
+    store: !in_memory
+manifest:
+  splitting:
+    split_sizes:
+    - - !any_array
+      - - condition: !Any
+          num_chunks: 2
+"""
+    value = decode_config_yaml(text)
+    assert value["virtual_chunk_containers"]["memory://m/"]["store"] == "in_memory"
+    assert value["manifest"]["splitting"]["split_sizes"] == [
+        ["any_array", [{"condition": "Any", "num_chunks": 2}]]
+    ]
