@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icechunk._errors import ErrorKind, SessionStateError
+from icechunk._errors import ErrorKind, RebaseFailedError, SessionStateError
 from icechunk._sync import blocking
 from icechunk._types import ChunkType, SessionMode
 from icechunk.core.paths import normalize_path
@@ -172,11 +173,12 @@ class Session:
         """
         from icechunk.core.rebase import commit_with_rebase
 
-        sid = await commit_with_rebase(
-            self._repo, self._engine, message, metadata,
-            solver=None if rebase_with is None else rebase_with._solver(),
-            rebase_tries=rebase_tries, allow_empty=allow_empty,
-        )
+        with _public_rebase_errors():
+            sid = await commit_with_rebase(
+                self._repo, self._engine, message, metadata,
+                solver=None if rebase_with is None else rebase_with._solver(),
+                rebase_tries=rebase_tries, allow_empty=allow_empty,
+            )
         return str(sid)
 
     commit = blocking(commit_async)
@@ -209,7 +211,8 @@ class Session:
         """
         from icechunk.core.rebase import rebase
 
-        await rebase(self._repo, self._engine, solver._solver())
+        with _public_rebase_errors():
+            await rebase(self._repo, self._engine, solver._solver())
 
     rebase = blocking(rebase_async)
 
@@ -312,6 +315,23 @@ class ForkSession(Session):
         raise SessionStateError("rebase is not allowed on a ForkSession", ErrorKind.COMMIT_NOT_ALLOWED)
 
     rebase = blocking(rebase_async)
+
+
+@contextlib.contextmanager
+def _public_rebase_errors() -> Iterator[None]:
+    """Turn the core's conflict records into public :class:`icechunk.Conflict` objects."""
+    from icechunk.conflicts import Conflict, ConflictType
+
+    try:
+        yield
+    except RebaseFailedError as err:
+        if not err.conflicts or isinstance(err.conflicts[0], Conflict):
+            raise
+        public = [
+            Conflict(ConflictType(int(r.kind)), r.path, r.chunks.tolist() if r.chunks is not None else None)
+            for r in err.conflicts
+        ]
+        raise RebaseFailedError(err.snapshot, public, message=err.message) from None
 
 
 def _public_diff(raw: Any) -> Diff:

@@ -7,25 +7,12 @@ import random
 from typing import Any
 
 from icechunk._errors import ConflictError, ErrorKind, RebaseFailedError, SessionStateError
-from icechunk.core.conflicts import ConflictRecord, CoreSolver, detect_conflicts
+from icechunk.core.conflicts import CoreSolver, detect_conflicts
 from icechunk.core.repository import RepoEngine
 from icechunk.core.session import SessionEngine
 from icechunk.format.ids import SnapshotId
 
 __all__ = ["commit_with_rebase", "rebase"]
-
-
-def _public_conflicts(records: list[ConflictRecord]) -> list[Any]:
-    from icechunk.conflicts import Conflict, ConflictType
-
-    return [
-        Conflict(
-            ConflictType(int(r.kind)),
-            r.path,
-            r.chunks.tolist() if r.chunks is not None else None,
-        )
-        for r in records
-    ]
 
 
 async def _commits_since(repo: RepoEngine, base: SnapshotId, tip: SnapshotId) -> list[SnapshotId]:
@@ -61,7 +48,7 @@ async def rebase(repo: RepoEngine, engine: SessionEngine, solver: CoreSolver) ->
         conflicts = detect_conflicts(engine, log, after.snapshot)
         unresolved = solver.unresolved(conflicts)
         if unresolved:
-            raise RebaseFailedError(str(sid), _public_conflicts(unresolved))
+            raise RebaseFailedError(str(sid), list(unresolved))
         solver.apply(engine, conflicts)
         engine.base = after
 
