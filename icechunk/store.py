@@ -413,6 +413,11 @@ class IcechunkStore(Store):
                 for name in engine.children(path):
                     yield name
             return
+        implicit = engine.children(path)
+        if implicit:  # a path with descendants but no node of its own
+            for name in implicit:
+                yield name
+            return
         # inside a chunk tree: "<array>/c[/i/j...]"
         try:
             parsed = parse_key(prefix)

@@ -161,6 +161,12 @@ class TestIcechunkStore(StoreTests[ic.IcechunkStore, cpu.Buffer]):
         await _put(store, key, value)
         assert_bytes_equal(await self.get(store, key), _buf(value))
 
+    async def test_set_not_open(self, store_not_open: ic.IcechunkStore) -> None:
+        """As zarr's test_set_not_open, after creating the array the chunk key needs."""
+        assert not store_not_open._is_open
+        await _put(store_not_open, "c/0", b"\x01\x02\x03\x04")
+        assert_bytes_equal(await self.get(store_not_open, "c/0"), _buf(b"\x01\x02\x03\x04"))
+
     async def test_set_many(self, store: ic.IcechunkStore) -> None:
         """As zarr's test_set_many, with a group document and chunks of a 1-D root array."""
         await store.set("zarr.json", _buf(array_meta(1)))

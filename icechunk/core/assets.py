@@ -78,13 +78,19 @@ class SnapshotIndex:
     def children(self, path: str) -> list[str]:
         """Names of the direct children of ``path`` (sorted)."""
         if self._children is None:
-            children: dict[str, list[str]] = {}
+            children: dict[str, set[str]] = {}
             for node_path in self.by_path:
-                if node_path == "/":
-                    continue
-                head, _, name = node_path.rpartition("/")
-                children.setdefault(head or "/", []).append(name)
-            self._children = children
+                # register every ancestor link, so paths without a node of their own
+                # (implicit groups) still list their children
+                while node_path != "/":
+                    head, _, name = node_path.rpartition("/")
+                    head = head or "/"
+                    siblings = children.setdefault(head, set())
+                    if name in siblings:
+                        break
+                    siblings.add(name)
+                    node_path = head
+            self._children = {k: sorted(v) for k, v in children.items()}
         return self._children.get(path, [])
 
 

@@ -218,11 +218,14 @@ class SessionEngine:
         names: set[str] = set()
         base_path = self._base_path(path) if self.changes.moves else path
         for name in self.base.children(base_path):
-            if self.node(join(path, name)) is not None:
+            child = join(base_path, name)
+            # keep live nodes, and implicit (node-less) paths of the base
+            if self.node(join(path, name)) is not None or child not in self.base.by_path:
                 names.add(name)
+        prefix = path if path == "/" else path + "/"
         for new_path in (*self.changes.new_groups, *self.changes.new_arrays):
-            if parent(new_path) == path:
-                names.add(child_name(new_path))
+            if new_path != path and new_path.startswith(prefix):
+                names.add(new_path[len(prefix) :].split("/", 1)[0])
         if self.changes.moves:
             for _, dst in self.changes.moves:
                 if parent(dst) == path and self.node(dst) is not None:

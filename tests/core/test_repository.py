@@ -196,8 +196,13 @@ def test_empty_commit_and_read_only_session_errors(storage) -> None:
         session.commit("again", allow_empty=True)
     assert info.value.kind == "commit-not-allowed"
     ro = repo.readonly_session("main")
-    with pytest.raises(ic.ReadOnlyError):
+    with pytest.raises(ValueError, match="read-only"):
         zarr.open_group(ro.store, mode="w")
+    from zarr.core.buffer import cpu
+    from zarr.core.sync import sync
+
+    with pytest.raises(ic.ReadOnlyError):
+        sync(ro.store.with_read_only(False).set("zarr.json", cpu.Buffer.from_bytes(b"{}")))
     assert repo.lookup_branch("main") == sid
 
 
@@ -345,8 +350,8 @@ def test_amend_and_flush(storage) -> None:
     assert history == ["first, amended", "Repository initialized"]
     data = zarr.open_array(repo.readonly_session("main").store, path="a", mode="r")[:]
     np.testing.assert_array_equal(data, [9.0, 9.0, 1.0, 1.0])
+    stale = repo.writable_session("main")
     repo.reset_branch("main", "1CECHNKREP0F1RSTCMT0")
-    root_session = repo.writable_session("main")
     # flush writes a detached snapshot, moves no branch
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="w").create_group("tmp")
@@ -358,8 +363,8 @@ def test_amend_and_flush(storage) -> None:
     kinds = [type(u.kind).__name__ for u in repo.ops_log()][:4]
     assert kinds == ["BranchReset", "NewDetachedSnapshot", "BranchReset", "CommitAmended"]
     repo.reset_branch("main", "1CECHNKREP0F1RSTCMT0")
-    with pytest.raises(ic.ConflictError):  # the branch moved since root_session started
-        root_session.amend("stale", allow_empty=True)
+    with pytest.raises(ic.ConflictError):  # the branch moved since `stale` started
+        stale.amend("stale", allow_empty=True)
     with pytest.raises(ic.SessionStateError) as info:
         repo.writable_session("main").amend("cannot amend the root", allow_empty=True)
     assert info.value.kind == "no-amend-for-initial-commit"
