@@ -153,7 +153,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         if fcntl is None:  # pragma: no cover - Windows
             raise StorageError("local filesystem storage needs POSIX (fcntl)", ErrorKind.STORAGE_CONFIG)
         try:
-            raw = os.fspath(path)
+            raw: object = os.fspath(path)
         except TypeError as error:
             raise InvalidInputError(
                 f"path must be a str or os.PathLike, got {type(path).__name__}", ErrorKind.STORAGE_CONFIG
@@ -234,7 +234,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             return None
         return ObjectInfo(key, len(data), _mtime(st), version)
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:  # type: ignore[override]
+    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         prefix = check_prefix(prefix)
         # start at the deepest directory that contains every match; keys come out sorted
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -286,7 +286,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
                 self._locked(directory, lambda: os.replace(temp, path))
                 ok = True
             else:
-                ok = self._locked(directory, lambda: self._swap_if(path, temp, mode))  # type: ignore[arg-type]
+                ok = self._locked(directory, lambda: self._swap_if(path, temp, mode))
         except OSError as error:
             raise _io_error(error, f"cannot write {key!r}") from error
         finally:

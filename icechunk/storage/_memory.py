@@ -147,7 +147,7 @@ class MemoryStorage(SettingsMixin, Storage):
             return None
         return ObjectInfo(key, len(obj.data), obj.created_at, _token(obj))
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:  # type: ignore[override]
+    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         prefix = check_prefix(prefix)
         with self._data.lock:
             items = [(k, o) for k, o in self._data.objects.items() if k.startswith(prefix)]

@@ -107,7 +107,7 @@ def _obstore() -> Any:
     return obstore
 
 
-def _headers(value: Mapping[str, str] | None, name: str) -> Headers:
+def _headers(value: object, name: str) -> Headers:
     if value is None:
         return ()
     if not isinstance(value, Mapping) or not all(
@@ -260,7 +260,7 @@ class S3Location(_Location):
     def build(
         cls,
         flavor: str,
-        config: S3Options,
+        config: S3Options | None,
         bucket: str,
         prefix: str | None,
         credentials: AnyS3Credential | None,
@@ -272,14 +272,14 @@ class S3Location(_Location):
         use_weak_consistency: bool = False,
     ) -> S3Location:
         """Validate the arguments of an S3-family factory and capture them."""
-        if config is None:
-            config = S3Options()
-        if not isinstance(config, S3Options):
+        given: object = S3Options() if config is None else config
+        if not isinstance(given, S3Options):
             raise InvalidInputError(
-                f"config must be an S3Options, got {type(config).__name__}", ErrorKind.STORAGE_CONFIG
+                f"config must be an S3Options, got {type(given).__name__}", ErrorKind.STORAGE_CONFIG
             )
+        config = given
         _require_str(bucket, "bucket")
-        if prefix is not None and not isinstance(prefix, str):
+        if not isinstance(prefix, (str, type(None))):
             raise InvalidInputError(f"prefix must be a str or None, got {prefix!r}", ErrorKind.STORAGE_CONFIG)
         if legacy_rooted_keys:
             raise StorageError(
@@ -320,7 +320,7 @@ class S3Location(_Location):
     @classmethod
     def build_r2(
         cls,
-        config: S3Options,
+        config: S3Options | None,
         bucket: str | None,
         prefix: str | None,
         account_id: str | None,
@@ -396,7 +396,7 @@ class S3Location(_Location):
                 config=config,  # type: ignore[arg-type]
                 client_options=client_options,  # type: ignore[arg-type]
                 retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,
+                credential_provider=provider,  # type: ignore[arg-type]
             )
         )
 
@@ -498,7 +498,7 @@ class GcsLocation(_Location):
                 config=config,  # type: ignore[arg-type]
                 client_options=client_options,  # type: ignore[arg-type]
                 retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,
+                credential_provider=provider,  # type: ignore[arg-type]
             )
         )
 
@@ -584,7 +584,7 @@ class AzureLocation(_Location):
                 config=config,  # type: ignore[arg-type]
                 client_options=client_options,  # type: ignore[arg-type]
                 retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,
+                credential_provider=provider,  # type: ignore[arg-type]
             )
         )
 
@@ -838,6 +838,7 @@ class ObjectStoreStorage(SettingsMixin, Storage):
 
     async def _get_range(self, key: str, byte_range: ByteRange) -> bytes:
         obstore = _obstore()
+        request: Any
         if isinstance(byte_range, RangeRequest) and byte_range.end == byte_range.start:
             request = None  # HTTP cannot express an empty range
         elif isinstance(byte_range, SuffixRange) and byte_range.suffix == 0:
@@ -951,7 +952,7 @@ class ObjectStoreStorage(SettingsMixin, Storage):
         meta = await self._retry(lambda attempt: self._raw_head(key))
         return None if meta is None else _info(key, meta)
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:  # type: ignore[override]
+    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         prefix = check_prefix(prefix)
         # obstore lists whole path segments ("a/b" lists "a/b/..." only): list the parent
         # segment and filter by string prefix so that "a/b" also finds "a/b" and "a/bc"

@@ -12,6 +12,10 @@ def _invalid(message: str) -> InvalidInputError:
     return InvalidInputError(message, ErrorKind.INVALID_BYTE_RANGE)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_range(byte_range: ByteRange) -> None:
     """Reject ranges that are invalid whatever the object's size.
 
@@ -23,15 +27,15 @@ def check_range(byte_range: ByteRange) -> None:
     """
     match byte_range:
         case RangeRequest(start=start, end=end):
-            if not isinstance(start, int) or not isinstance(end, int):
+            if not _is_int(start) or not _is_int(end):
                 raise _invalid(f"byte range bounds must be integers: {byte_range!r}")
             if start < 0 or end < start:
                 raise _invalid(f"invalid byte range {byte_range!r}: need 0 <= start <= end")
         case OffsetRange(offset=offset):
-            if not isinstance(offset, int) or offset < 0:
+            if not _is_int(offset) or offset < 0:
                 raise _invalid(f"invalid byte range {byte_range!r}: offset must be >= 0")
         case SuffixRange(suffix=suffix):
-            if not isinstance(suffix, int) or suffix < 0:
+            if not _is_int(suffix) or suffix < 0:
                 raise _invalid(f"invalid byte range {byte_range!r}: suffix must be >= 0")
         case _:
             raise _invalid(f"not a byte range: {byte_range!r}")

@@ -55,7 +55,7 @@ class _Wrapper(Storage):
         await self._before("head")
         return await self._inner.head(key)
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:  # type: ignore[override]
+    async def list_prefix(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         await self._before("list")
         async for info in self._inner.list_prefix(prefix):
             yield info

@@ -2,6 +2,15 @@
 
 Needs the test dependency ``moto[server]``.  Nothing leaves the loopback interface.
 
+moto handles requests on parallel threads without locking its store: a conditional PUT
+checks ``If-Match`` / ``If-None-Match`` and then stores the object in a separate step, so two
+concurrent PUTs conditioned on the same ETag can both succeed (observed here: about one lost
+update per two 4x100 compare-and-swap runs, always two successes from the same base ETag),
+and a GET racing with an overwrite of the same key can fail with a 500.  Real S3 is atomic.
+By default the helper therefore runs moto's WSGI application under one lock
+(``serialize_requests=True``), which gives S3's atomicity without changing anything else;
+pass False to see raw moto.
+
 Examples
 --------
 >>> with MotoS3Server() as server:                      # doctest: +SKIP
@@ -11,8 +20,10 @@ Examples
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from icechunk.storage import Storage, s3_storage
@@ -33,8 +44,9 @@ class MotoS3Server:
         Name of the bucket created on start.
     """
 
-    def __init__(self, bucket: str = "icechunk-test") -> None:
+    def __init__(self, bucket: str = "icechunk-test", *, serialize_requests: bool = True) -> None:
         self.bucket = bucket
+        self.serialize_requests = serialize_requests
         self._server: Any = None
         self.endpoint_url = ""
 
@@ -44,7 +56,8 @@ class MotoS3Server:
 
         # moto's werkzeug server logs every request at INFO
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server_class = _serialized_server_class() if self.serialize_requests else ThreadedMotoServer
+        self._server = server_class(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -83,3 +96,37 @@ class MotoS3Server:
         }
         options.update(kwargs)
         return s3_storage(**options)
+
+
+def _serialized_server_class() -> type:
+    """``ThreadedMotoServer`` whose WSGI application runs one request at a time."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class SerializedMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+                with lock:  # the whole request, body included, under one lock
+                    result = app(environ, start_response)
+                    try:
+                        return list(result)
+                    finally:
+                        close = getattr(result, "close", None)
+                        if close is not None:
+                            close()
+
+            self._server = make_server(
+                self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return SerializedMotoServer

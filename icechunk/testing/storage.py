@@ -139,7 +139,7 @@ class StorageTests:
         # the returned version is the new current one
         _, now = await storage.get_with_version("repo")
         assert result.version == now
-        assert (await storage.put("repo", b"v3", mode=result.version)).ok  # type: ignore[arg-type]
+        assert (await storage.put("repo", b"v3", mode=result.version)).ok
         assert await storage.get("repo") == b"v3"
 
     async def test_compare_and_swap_with_stale_token_is_rejected(self, storage: Storage) -> None:
@@ -269,7 +269,8 @@ class StorageTests:
             await storage.put(key, b"12345")
         infos = [info async for info in storage.list_prefix("")]
         assert sorted(i.key for i in infos) == sorted(keys)
-        assert all(isinstance(i, ObjectInfo) and i.size_bytes == 5 for i in infos)
+        assert all(isinstance(i, ObjectInfo) for i in infos)
+        assert all(i.size_bytes == 5 for i in infos)
         assert all(i.created_at is not None for i in infos)
         if self.listing_has_versions:
             assert all(i.version is not None for i in infos)
