@@ -16,7 +16,8 @@ reliable on NFS; network filesystems are not supported.
 
 Versions are content hashes: the ETag of an object is the hex BLAKE2b-128 of its bytes
 (immune to inode reuse and coarse mtimes).  Computing one reads the file, so :meth:`head`
-does, and :meth:`list_prefix` reports no version.
+reports a version only for objects up to 1 MiB, and :meth:`list_prefix` reports none; use
+:meth:`get_with_version` to obtain a compare-and-swap token.
 
 Differences from the reference: its local backend defaults to
 ``unsafe_use_conditional_update=False`` and overwrites the ``repo`` file unconditionally,
@@ -64,6 +65,8 @@ T = TypeVar("T")
 # reads/writes bigger than this run in a worker thread; smaller ones inline, because a
 # thread hop costs 50-200 µs on small machines (feasibility.md §5)
 INLINE_LIMIT = 1 << 20
+# head() hashes (reads) objects up to this size to report their version; bigger: version None
+HEAD_VERSION_LIMIT = 1 << 20
 # deletes of more keys than this run in a worker thread
 INLINE_DELETES = 64
 
@@ -228,6 +231,9 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             raise _io_error(error, f"cannot stat {key!r}") from error
         if not stat.S_ISREG(st.st_mode):
             return None
+        if st.st_size > HEAD_VERSION_LIMIT:
+            # existence/size checks of big snapshots and manifests must not read them
+            return ObjectInfo(key, st.st_size, _mtime(st), None)
         try:
             data, version = await self.get_with_version(key)
         except NotFoundError:

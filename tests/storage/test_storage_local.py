@@ -74,6 +74,15 @@ async def test_version_is_the_blake2b_content_hash(tmp_path: Path) -> None:
     assert len(result.version.etag) == 32
 
 
+async def test_head_of_a_big_object_does_not_report_a_version(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("small", b"x")
+    await storage.put("big", b"x" * (2 * 1024 * 1024))
+    small, big = await storage.head("small"), await storage.head("big")
+    assert small is not None and small.version is not None
+    assert big is not None and big.version is None and big.size_bytes == 2 * 1024 * 1024
+
+
 async def test_no_temp_or_lock_files_are_left_behind(tmp_path: Path) -> None:
     storage = local_filesystem_storage(tmp_path)
     await storage.put("repo", b"1", mode="create")
