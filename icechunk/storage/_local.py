@@ -16,8 +16,9 @@ reliable on NFS; network filesystems are not supported.
 
 Versions are content hashes: the ETag of an object is the hex BLAKE2b-128 of its bytes
 (immune to inode reuse and coarse mtimes).  Computing one reads the file, so :meth:`head`
-reports a version only for objects up to 1 MiB, and :meth:`list_prefix` reports none; use
-:meth:`get_with_version` to obtain a compare-and-swap token.
+reports a version only for objects up to 1 MiB, an ``overwrite`` of more than 1 MiB returns
+no version, and :meth:`list_prefix` reports none; use :meth:`get_with_version` to obtain a
+compare-and-swap token.
 
 Differences from the reference: its local backend defaults to
 ``unsafe_use_conditional_update=False`` and overwrites the ``repo`` file unconditionally,
@@ -284,7 +285,9 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             temp = self._write_temp(directory, data)
         except OSError as error:
             raise _io_error(error, f"cannot write {key!r}") from error
-        version = VersionToken(etag=content_etag(data))
+        # big overwrites (chunks) skip the hash: it would cost ~40% of the write
+        hashed = mode != "overwrite" or data.nbytes <= HEAD_VERSION_LIMIT
+        version = VersionToken(etag=content_etag(data)) if hashed else None
         try:
             if mode == "create":
                 ok = self._link_or_fail(temp, path, directory)

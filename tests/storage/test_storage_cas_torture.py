@@ -40,4 +40,4 @@ def test_cas_torture_local_disk_with_fsync(tmp_path: Path) -> None:
 
 
 def test_cas_torture_s3_on_moto(moto_server: MotoS3Server) -> None:
-    _check(moto_server.storage(prefix="torture"))
+    _check(moto_server.storage())  # a fresh random prefix

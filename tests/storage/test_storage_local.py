@@ -77,7 +77,10 @@ async def test_version_is_the_blake2b_content_hash(tmp_path: Path) -> None:
 async def test_head_of_a_big_object_does_not_report_a_version(tmp_path: Path) -> None:
     storage = local_filesystem_storage(tmp_path)
     await storage.put("small", b"x")
-    await storage.put("big", b"x" * (2 * 1024 * 1024))
+    put = await storage.put("big", b"x" * (2 * 1024 * 1024))
+    assert put.ok and put.version is None  # big overwrites skip the content hash
+    created = await storage.put("big2", b"x" * (2 * 1024 * 1024), mode="create")
+    assert created.version is not None  # conditional writes always report it
     small, big = await storage.head("small"), await storage.head("big")
     assert small is not None and small.version is not None
     assert big is not None and big.version is None and big.size_bytes == 2 * 1024 * 1024

@@ -49,3 +49,29 @@ def test_unpickled_in_another_process_is_a_copy_of_the_contents() -> None:
     )
     assert out.stdout.decode().strip() == "copied"
     assert asyncio.run(storage.get("k")) == b"copied"  # the copy's write did not come back
+
+
+def test_low_level_constructors() -> None:
+    from icechunk.storage._local import LocalFileSystemStorage
+    from icechunk.storage._memory import MemoryStorage
+
+    assert isinstance(Storage.new_in_memory(), MemoryStorage)
+    assert isinstance(Storage.new_local_filesystem("/tmp/icechunk-never-created"), LocalFileSystemStorage)
+
+
+def test_public_names_of_icechunk_storage() -> None:
+    import icechunk.storage as module
+    from icechunk._types import ChunkType
+
+    expected = {
+        "AnyObjectStoreConfig", "ChecksumAlgorithm", "ChunkType", "ObjectStoreConfig", "S3Options",
+        "Storage", "StorageConcurrencySettings", "StorageRetriesSettings", "StorageSettings",
+        "StorageTimeoutSettings", "azure_storage", "azure_store", "gcs_storage", "gcs_store",
+        "http_storage", "http_store", "in_memory_storage", "local_filesystem_storage",
+        "local_filesystem_store", "r2_storage", "redirect_storage", "s3_object_store_storage",
+        "s3_storage", "s3_store", "tigris_storage",
+    }
+    assert set(module.__all__) == expected
+    assert all(hasattr(module, name) for name in expected)
+    assert module.ChunkType is ChunkType
+

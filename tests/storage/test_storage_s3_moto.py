@@ -114,3 +114,72 @@ async def test_delete_many_without_exact_count(moto_server: MotoS3Server) -> Non
     await storage.put("a", b"1")
     assert await storage.delete_many(["a", "b"], exact_count=False) == 2
     assert await storage.head("a") is None
+
+
+REFRESH_CALLS: list[int] = []
+
+
+def moto_credentials():
+    from datetime import UTC, datetime, timedelta
+
+    from icechunk.credentials import S3StaticCredentials
+
+    REFRESH_CALLS.append(1)
+    return S3StaticCredentials("testing", "testing", expires_after=datetime.now(UTC) + timedelta(hours=1))
+
+
+async def test_refreshable_credentials_are_called_for_requests(moto_server: MotoS3Server) -> None:
+    REFRESH_CALLS.clear()
+    storage = moto_server.storage(access_key_id=None, secret_access_key=None, get_credentials=moto_credentials)
+    await storage.put("k", b"v")
+    assert await storage.get("k") == b"v"
+    assert len(REFRESH_CALLS) == 1  # cached until it expires
+    clone = pickle.loads(pickle.dumps(storage))
+    assert await clone.get("k") == b"v"
+
+
+async def test_attempt_timeouts_are_retried_then_reported() -> None:
+    import socket
+    import threading
+    import time
+
+    from icechunk.storage import StorageRetriesSettings, StorageTimeoutSettings, s3_storage
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stall() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # never answers
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stall, daemon=True)
+    thread.start()
+    try:
+        storage = s3_storage(
+            bucket="b", prefix="p", endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            allow_http=True, access_key_id="x", secret_access_key="y", region="us-east-1",
+        ).with_settings(
+            StorageSettings(
+                timeouts=StorageTimeoutSettings(operation_attempt_timeout_ms=300),
+                retries=StorageRetriesSettings(max_tries=2, initial_backoff_ms=1, max_backoff_ms=1),
+            )
+        )
+        started = time.perf_counter()
+        with pytest.raises(StorageError):
+            await storage.get("k")
+        elapsed = time.perf_counter() - started
+        assert 0.5 < elapsed < 10
+        assert len(accepted) >= 2  # the attempt was retried on a new connection
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
