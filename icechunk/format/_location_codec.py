@@ -17,7 +17,7 @@ import os
 import numpy as np
 import zstandard
 
-from icechunk.format._manifest_wire import Segments, unaligned_u32
+from icechunk.format._manifest_wire import Segments, gather_words, group_rows, unaligned_u32
 
 __all__ = [
     "MAX_LOCATION_BYTES",
@@ -95,6 +95,9 @@ def compress_locations(locations: Segments, dictionary: bytes, level: int) -> Se
     return Segments.from_bytes_list(locations.rows, parts)
 
 
+_DICT_ID_SIZE = np.array([0, 1, 2, 4], dtype=np.int64)
+
+
 def _content_sizes(frames: Segments) -> np.ndarray:
     """Declared content size of each zstd frame, -1 when the frame header has none.
 
@@ -105,88 +108,137 @@ def _content_sizes(frames: Segments) -> np.ndarray:
     """
     data = frames.data
     starts = frames.starts
+    lengths = frames.lengths
     if not len(frames):
         return np.zeros(0, dtype=np.int64)
-    if int(frames.lengths.min()) < 6:
+    if int(lengths.min()) < 6:
         raise ValueError("compressed location too short to be a zstd frame")
-    padded = np.concatenate([data, np.zeros(16, dtype=np.uint8)])
-    words = unaligned_u32(padded)
+    # every read below stays inside its frame, which the reader checked is inside ``data``
+    words = unaligned_u32(data)
     if (words[starts] != _ZSTD_MAGIC).any():
         raise ValueError("compressed location is not a zstd frame")
-    fhd = padded[starts + 4].astype(np.int64)
-    fcs_flag = fhd >> 6
-    single = (fhd >> 5) & 1
-    pos = starts + 5 + (1 - single) + np.array([0, 1, 2, 4])[fhd & 3]
-    fcs_size = np.where(fcs_flag == 0, single, np.array([0, 2, 4, 8])[fcs_flag])
-    if (pos + fcs_size > starts + frames.lengths).any():
-        raise ValueError("truncated zstd frame header in compressed location")
-    b0 = padded[pos].astype(np.int64)
-    w = words[pos].astype(np.int64)
-    hi = words[pos + 4].astype(np.int64)
-    sizes = np.select(
-        [fcs_size == 1, fcs_size == 2, fcs_size == 4, fcs_size == 8],
-        [b0, (w & 0xFFFF) + 256, w, np.where(hi != 0, MAX_LOCATION_BYTES + 1, w)],
-        -1,
+    fhd = data[starts + 4]
+    first = int(fhd[0])
+    uniform = bool((fhd == first).all())
+    descriptors = (
+        [(first, slice(None))]
+        if uniform
+        else [(d, np.flatnonzero(fhd == d)) for d in np.unique(fhd).tolist()]
     )
+    sizes = np.full(starts.shape[0], -1, dtype=np.int64)
+    for desc, rows in descriptors:
+        single = (desc >> 5) & 1
+        fcs_size = [single, 2, 4, 8][desc >> 6]
+        offset = 5 + (1 - single) + int(_DICT_ID_SIZE[desc & 3])
+        if offset + fcs_size > int(lengths[rows].min()):
+            raise ValueError("truncated zstd frame header in compressed location")
+        pos = starts[rows] + offset
+        if fcs_size == 1:
+            sizes[rows] = data[pos]
+        elif fcs_size == 2:
+            sizes[rows] = (data[pos].astype(np.int64) | data[pos + 1].astype(np.int64) << 8) + 256
+        elif fcs_size == 4:
+            sizes[rows] = words[pos]
+        elif fcs_size == 8:
+            high = words[pos + 4].astype(np.int64)
+            sizes[rows] = np.where(high != 0, MAX_LOCATION_BYTES + 1, words[pos])
     return sizes
 
 
-def decompress_locations(frames: Segments, dictionary: bytes | None) -> Segments:
-    """Decompress every frame with the manifest dictionary (at most 1024 bytes each).
+def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarray:
+    """Decompress every frame with the manifest dictionary into ``str`` (object array).
+
+    Each location is at most 1024 bytes (checked on the frame header before any work).
 
     Raises
     ------
     ValueError
         Not zstd frames, wrong dictionary, corrupt data, or a location over 1024 bytes.
+    UnicodeDecodeError
+        A location is not UTF-8.
     """
+    out = np.empty(len(frames), dtype=object)
     if not len(frames):
-        return Segments.empty()
+        return out
     if dictionary is None:
         raise ValueError("compressed locations but no location dictionary")
     sizes = _content_sizes(frames)
     if (sizes > MAX_LOCATION_BYTES).any():
         raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
     dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
-    out: list[bytes | memoryview] = [b""] * len(frames)
     try:
-        bulk = np.flatnonzero(sizes > 0)
+        known = sizes >= 0
+        bulk = np.flatnonzero(known)
         if bulk.shape[0]:
-            part = frames.take(bulk)
+            part = frames if bulk.shape[0] == len(frames) else frames.take(bulk)
             result = dctx.multi_decompress_to_buffer(
                 zstandard.BufferWithSegments(np.ascontiguousarray(part.data), _segment_table(part)),
                 decompressed_sizes=sizes[bulk].astype(np.uint64).tobytes(),
                 threads=_threads(bulk.shape[0]),
             )
-            for i, chunk in zip(
-                bulk.tolist(), map(result.__getitem__, range(len(result))), strict=True
-            ):
-                out[i] = chunk
-        for i in np.flatnonzero(sizes <= 0).tolist():
-            frame = frames.item(i)
-            if sizes[i] == 0:
-                # validate the (empty) frame as well
-                text = dctx.decompress(frame, max_output_size=1)
+            strings = _strings_from_pieces(result)
+            if bulk.shape[0] == len(frames):
+                out = strings
             else:
-                text = dctx.decompress(frame, max_output_size=MAX_LOCATION_BYTES)
-            out[i] = text
+                out[bulk] = strings
+        for i in np.flatnonzero(~known).tolist():
+            # no content size in the frame header: let zstd enforce the cap
+            text = dctx.decompress(frames.item(i), max_output_size=MAX_LOCATION_BYTES)
+            out[i] = text.decode("utf-8")
     except zstandard.ZstdError as err:
         raise ValueError(f"cannot decompress location: {err}") from None
-    return Segments.from_bytes_list(frames.rows, out)
+    return out
 
 
-def decode_utf8(seg: Segments) -> list[str]:
-    """The payloads as ``str`` (UTF-8).
+def _objects(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _strings_from_pieces(pieces: zstandard.BufferWithSegmentsCollection) -> np.ndarray:
+    """UTF-8 decode many small buffers: one join, one decode and one split in C."""
+    count = len(pieces)
+    blob = b"\x00".join(pieces)
+    if blob.count(b"\x00") == count - 1:
+        return _objects(blob.decode("utf-8").split("\x00"))
+    # a location contains NUL characters: decode one by one
+    return _objects([bytes(pieces[i]).decode("utf-8") for i in range(count)])
+
+
+# Below this many strings the per-string loop is cheaper than the vectorized path.
+_LOOP_BELOW = 64
+
+
+def decode_utf8(seg: Segments) -> np.ndarray:
+    """The payloads as ``str`` (UTF-8), an object array in the order of ``seg``.
+
+    Payloads of equal length are gathered as rows of a byte matrix with one NUL column
+    appended, so a single ``decode`` and ``split`` per distinct length creates all the
+    ``str`` objects in C.
 
     Raises
     ------
     UnicodeDecodeError
         On invalid UTF-8.
     """
-    data = seg.data
-    raw = data.base if isinstance(data.base, bytes) and data.base is not None else None
-    if raw is None or len(raw) != data.shape[0]:
-        raw = data.tobytes()
-    return [
-        raw[s : s + n].decode("utf-8")
-        for s, n in zip(seg.starts.tolist(), seg.lengths.tolist(), strict=True)
-    ]
+    n = len(seg)
+    out = np.empty(n, dtype=object)
+    if n < _LOOP_BELOW:
+        out[:] = [p.decode("utf-8") for p in seg.to_list()]
+        return out
+    for length, rows in group_rows(seg.lengths):
+        m = rows.shape[0]
+        nwords = (length >> 2) + 1
+        words = gather_words(seg, rows, nwords)
+        blob = np.ascontiguousarray(words.view(np.uint8)[:, : length + 1]).tobytes()
+        if blob.count(b"\x00") == m:
+            strings = blob.decode("utf-8").split("\x00")
+            strings.pop()
+        else:  # NUL characters inside some strings
+            strings = [p.decode("utf-8") for p in seg.take(rows).to_list()]
+        if m == n:
+            out[:] = strings
+        else:
+            out[rows] = _objects(strings)
+    return out

@@ -30,6 +30,7 @@ vectors, ``Manifest``) and the root, with its vtable de-duplication seeded with 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import flatbuffers
 import numpy as np
@@ -57,7 +58,9 @@ from icechunk.format._manifest_wire import (
     SHAPE_COUNT,
     Segments,
     WireArray,
-    scatter_segments,
+    dense_ids,
+    gather_words,
+    group_rows,
 )
 
 __all__ = ["MAX_BUFFER_SIZE", "build_manifest_buffer"]
@@ -127,14 +130,20 @@ def _reserve(b: flatbuffers.Builder, nbytes: int) -> None:
         b.head += len(b.Bytes) - old
 
 
-# Payloads in the order the builder creates them after the index vector:
-# (attribute, presence bit, NUL terminated?)
+# Payloads in the order the builder creates them after the index vector, with their
+# presence bit, field id and whether they are NUL-terminated strings.  In memory they end
+# up in the reverse order (the builder writes back to front).
 _PAYLOADS = (
     ("inline", B_INLINE, F_INLINE, 0),
     ("location", B_LOCATION, F_LOCATION, 1),
     ("compressed_location", B_COMPRESSED_LOCATION, F_COMPRESSED_LOCATION, 0),
     ("etag", B_ETAG, F_ETAG, 1),
 )
+# Runs of at least this many consecutive refs with the same record layout are written
+# straight into the output through a strided structured view (no index arrays).
+_MIN_RUN = 2048
+# Keep the temporaries of one 2-D scatter below this many elements.
+_MAX_SCATTER = 1 << 22
 
 
 def _scan(off0: int, pre: np.ndarray, base: np.ndarray, is64: np.ndarray) -> tuple[int, np.ndarray]:
@@ -162,6 +171,137 @@ def _scan(off0: int, pre: np.ndarray, base: np.ndarray, is64: np.ndarray) -> tup
     return pad_a0, pad_c
 
 
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """Byte layout of everything the builder writes for one ref, lowest address first.
+
+    ``[vtable if new][ChunkRef table, then its u64 pad][payloads, last created first]
+    [index vector][index-vector pad]``; every ref with the same field set, paddings and
+    payload sizes has the same record, so it is filled through one structured dtype.
+    """
+
+    dtype: np.dtype
+    vtable: bytes | None
+    uoffsets: tuple[tuple[str, int], ...]  # field name -> constant relative uoffset
+    payloads: tuple[tuple[str, int, int], ...]  # (payload attribute, field id, word count)
+
+
+def _record(
+    shape: int, pad_a: int, pad_c: int, vtnew: bool, psizes: tuple[int, ...], ndim: int
+) -> _Record:
+    names: list[str] = []
+    formats: list[object] = []
+    offsets: list[int] = []
+
+    def add(name: str, fmt: object, off: int) -> None:
+        names.append(name)
+        formats.append(fmt)
+        offsets.append(off)
+
+    objsize = int(_BASE[shape]) + pad_c
+    vtable = _vtable_bytes(shape, objsize) if vtnew else None
+    tab = len(vtable) if vtable else 0
+    if vtable:
+        add("vt", ("u1", (len(vtable),)), 0)
+    add("soff", "<i4", tab)
+    fo = _FO[shape]
+    for bit, fid, fmt in (
+        (B_LENGTH, F_LENGTH, "<u8"),
+        (B_OFFSET, F_OFFSET, "<u8"),
+        (B_LAST_MODIFIED, F_LAST_MODIFIED, "<u4"),
+        (B_CHUNK_ID, F_CHUNK_ID, ("u1", (12,))),
+    ):
+        if shape & bit:
+            add(f"f{fid}", fmt, tab + int(fo[fid]))
+    pos = tab + objsize
+    uoffsets = []
+    payloads = []
+    # memory order is the reverse of creation order
+    for (attr, _bit, fid, _nul), size in reversed(list(zip(_PAYLOADS, psizes, strict=True))):
+        if size:
+            field_pos = tab + int(fo[fid])
+            add(f"u{fid}", "<u4", field_pos)
+            uoffsets.append((f"u{fid}", pos - field_pos))
+            add(f"n{fid}", "<u4", pos)
+            nwords = (size - 4) // 4
+            if nwords:
+                add(f"d{fid}", ("u1", (4 * nwords,)), pos + 4)
+            payloads.append((attr, fid, nwords))
+            pos += size
+    field_pos = tab + int(fo[F_INDEX])
+    add("u0", "<u4", field_pos)
+    uoffsets.append(("u0", pos - field_pos))
+    add("ndim", "<u4", pos)
+    if ndim:
+        add("coords", ("<u4", (ndim,)), pos + 4)
+    itemsize = pos + 4 + 4 * ndim + pad_a
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
+    return _Record(dtype, vtable, tuple(uoffsets), tuple(payloads))
+
+
+def _uniform_block(
+    seg: Segments, sel: np.ndarray | slice, lengths: np.ndarray
+) -> np.ndarray | None:
+    """The payloads ``sel`` as a zero-copy ``(m, length)`` view when they are all the same
+    length and stored back to back (as strings packed from Python are), else None."""
+    if lengths.shape[0] == 0:
+        return None
+    length = int(lengths[0])
+    starts = seg.starts[sel]
+    first = int(starts[0])
+    m = starts.shape[0]
+    if (
+        length == 0
+        or (lengths != length).any()
+        or first + m * length > seg.data.shape[0]
+        or (starts != first + length * np.arange(m, dtype=np.int64)).any()
+    ):
+        return None
+    return seg.data[first : first + m * length].reshape(m, length)
+
+
+def _fill_records(
+    target: np.ndarray,
+    rec: _Record,
+    arr: WireArray,
+    rows: slice | np.ndarray,
+    soff: np.ndarray,
+    seg_index: dict[str, np.ndarray | None],
+) -> None:
+    """Fill structured records (``target``, one per row of ``rows``) from the columns."""
+    if rec.vtable is not None:
+        target["vt"] = np.frombuffer(rec.vtable, dtype=np.uint8)
+    target["soff"] = soff
+    names = rec.dtype.names
+    assert names is not None
+    if "f3" in names:
+        target["f3"] = arr.length[rows]
+    if "f2" in names:
+        target["f2"] = arr.offset[rows]
+    if "f7" in names:
+        target["f7"] = arr.last_modified[rows]
+    if "f4" in names:
+        target["f4"] = arr.chunk_id[rows]
+    for name, value in rec.uoffsets:
+        target[name] = value
+    for attr, fid, nwords in rec.payloads:
+        seg: Segments = getattr(arr, attr)
+        index = seg_index[attr]
+        sel = rows if index is None else index[rows]
+        lengths = seg.lengths[sel]
+        target[f"n{fid}"] = lengths
+        if nwords:
+            field = target[f"d{fid}"]
+            block = _uniform_block(seg, sel, lengths)
+            if block is not None:
+                field[:, : block.shape[1]] = block
+            else:
+                field[...] = gather_words(seg, sel, nwords).view(np.uint8)
+    target["ndim"] = arr.coords.shape[1]
+    if "coords" in names:
+        target["coords"] = arr.coords[rows]
+
+
 def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
     """Write the refs of ``arr`` and their vector into ``b``; returns the vector's offset."""
     n = len(arr)
@@ -169,18 +309,31 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
     shape = arr.shape.astype(np.intp)
     start_off = b.Offset()
 
-    # sizes that do not depend on alignment state
+    # sizes that do not depend on the alignment state
     pre = np.full(n, 4 * ndim + 4, dtype=np.int64)
-    payload_sizes = []
+    psize: list[np.ndarray | None] = []
+    seg_index: dict[str, np.ndarray | None] = {}
     for attr, _bit, _fid, nul in _PAYLOADS:
         seg: Segments = getattr(arr, attr)
-        if len(seg):
-            size = 4 + ((seg.lengths + nul + 3) & ~3)
-            pre[seg.rows] += size
-            payload_sizes.append((attr, seg, size))
+        if not len(seg):
+            psize.append(None)
+            continue
+        padded = 4 + ((seg.lengths + nul + 3) & ~3)
+        if len(seg) == n:  # every ref has it: rows are 0..n-1
+            size = padded
+            seg_index[attr] = None
+        else:
+            size = np.zeros(n, dtype=np.int64)
+            size[seg.rows] = padded
+            index = np.zeros(n, dtype=np.int64)
+            index[seg.rows] = np.arange(len(seg))
+            seg_index[attr] = index
+        pre += size
+        psize.append(size)
     base = _BASE[shape]
     is64 = _HAS64[shape]
 
+    # paddings and vtables, window by window (see the module docstring)
     pad_a = np.zeros(n, dtype=np.int64)
     pad_c = np.zeros(n, dtype=np.int64)
     vtnew = np.zeros(n, dtype=np.int64)
@@ -198,13 +351,12 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
         pad_a[j0] = pa0
         pad_c[j0 : j0 + stop] = pc[:stop]
         off += pa0 + int(pre[j0 : j0 + stop].sum() + pc[:stop].sum() + base[j0 : j0 + stop].sum())
-        if stop < j1 - j0 or unknown[stop - 1]:
-            # ref j0 + stop - 1 uses a vtable not written by us yet
+        if unknown[stop - 1]:
+            # the builder writes a vtable right after this ref's table, unless one exists
             k = j0 + stop - 1
             code = int(codes[stop - 1])
             sh = int(shape[k])
-            objsize = int(pc[stop - 1] + base[k])
-            key = _builder_key(sh, objsize)
+            key = _builder_key(sh, int(pc[stop - 1] + base[k]))
             existing = b.vtables.get(key)
             if existing is None:
                 vtnew[k] = _VTLEN[sh]
@@ -218,67 +370,86 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
         j0 += stop
 
     sizes = pad_a + pre + pad_c + base + vtnew
-    ends = np.empty(n, dtype=np.int64)
-    np.cumsum(sizes, out=ends)
+    ends = np.cumsum(sizes)
     ends += start_off
-    x_idx = ends - sizes + pad_a + 4 * ndim + 4
-    cur = x_idx.copy()
-    x_payload: dict[str, np.ndarray] = {}
-    for attr, seg, size in payload_sizes:
-        cur[seg.rows] += size
-        x_payload[attr] = cur[seg.rows]
-    x_tab = cur + pad_c + base
-    codes = shape * 2 + (pad_c >> 2)
-    vt_off = vt_of_code[codes]
+    x_tab = ends - vtnew
+    soff = (vt_of_code[shape * 2 + (pad_c >> 2)] - x_tab).astype(np.int32)
 
     vec_start = int(ends[-1]) if n else start_off
     vec_start += -vec_start % 4
     x_vec = vec_start + 4 * n + 4
     total = x_vec - start_off
-    end8 = -(-x_vec // 8) * 8
-    lo8 = start_off // 8 * 8
-    blk = np.zeros(end8 - lo8, dtype=np.uint8)
+    # Fill the builder's own buffer in place when its start is 8-aligned (then buffer
+    # offsets and final positions agree modulo 8); else a scratch block that is copied in.
+    _reserve(b, total)
+    blk = np.frombuffer(b.Bytes, dtype=np.uint8)
+    end8 = blk.shape[0]
+    in_place = end8 % 8 == 0 and blk.ctypes.data % 8 == 0
+    if not in_place:
+        end8 = -(-x_vec // 8) * 8
+        blk = np.zeros(end8 - start_off // 8 * 8, dtype=np.uint8)
     u32 = blk.view("<u4")
-    u64 = blk.view("<u8")
+    rec_pos = end8 - ends  # lowest address of each ref's record
 
-    # index vectors
-    p_idx = (end8 - x_idx) >> 2
-    u32[p_idx] = ndim
-    if ndim:
-        u32[p_idx[:, None] + np.arange(1, ndim + 1)] = arr.coords
-    # payloads: length prefix then bytes (NUL terminators and padding stay zero)
-    for attr, seg, _size in payload_sizes:
-        p = end8 - x_payload[attr]
-        u32[p >> 2] = seg.lengths
-        scatter_segments(u32, p + 4, seg)
-    # tables
-    p_tab = end8 - x_tab
-    u32[p_tab >> 2] = (vt_off - x_tab).astype(np.uint32)
-    fo_idx = _FO[shape, F_INDEX]
-    u32[(p_tab + fo_idx) >> 2] = (x_tab - fo_idx - x_idx).astype(np.uint32)
-    for attr, _bit, fid, _nul in _PAYLOADS:
-        if attr in x_payload:
-            rows = getattr(arr, attr).rows
-            fo = _FO[shape[rows], fid]
-            u32[(p_tab[rows] + fo) >> 2] = (x_tab[rows] - fo - x_payload[attr]).astype(np.uint32)
-    for bit, fid, col in ((B_LENGTH, F_LENGTH, arr.length), (B_OFFSET, F_OFFSET, arr.offset)):
-        rows = np.flatnonzero(shape & bit)
-        if rows.shape[0]:
-            u64[(p_tab[rows] + _FO[shape[rows], fid]) >> 3] = col[rows]
-    rows = np.flatnonzero(shape & B_LAST_MODIFIED)
-    if rows.shape[0]:
-        u32[(p_tab[rows] + _FO[shape[rows], F_LAST_MODIFIED]) >> 2] = arr.last_modified[rows]
-    rows = np.flatnonzero(shape & B_CHUNK_ID)
-    if rows.shape[0]:
-        ids = np.ascontiguousarray(arr.chunk_id[rows], dtype=np.uint8).view("<u4")
-        p = (p_tab[rows] + _FO[shape[rows], F_CHUNK_ID]) >> 2
-        u32[p[:, None] + np.arange(3)] = ids
-    # the vtables this array introduced
-    for k in np.flatnonzero(vtnew).tolist():
-        sh = int(shape[k])
-        raw = _vtable_bytes(sh, int(pad_c[k] + base[k]))
-        p = end8 - int(x_tab[k]) - len(raw)
-        blk[p : p + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    # group refs by record layout
+    key = shape | (pad_a << 8) | ((pad_c >> 2) << 10) | ((vtnew > 0).astype(np.int64) << 11)
+    radix = 1 << 12
+    for size in psize:
+        if size is None:
+            continue
+        top = int(size.max(initial=0)) // 4 + 1
+        if radix * top >= 1 << 62:
+            raise OverflowError("chunk ref payloads too large")
+        key = key + radix * (size // 4)
+        radix *= top
+    records: dict[int, _Record] = {}
+
+    def record_of(k: int) -> _Record:
+        kk = int(key[k])
+        rec = records.get(kk)
+        if rec is None:
+            rec = _record(
+                int(shape[k]),
+                int(pad_a[k]),
+                int(pad_c[k]),
+                bool(vtnew[k]),
+                tuple(0 if s is None else int(s[k]) for s in psize),
+                ndim,
+            )
+            records[kk] = rec
+        return rec
+
+    rest = np.ones(n, dtype=bool)
+    if n >= _MIN_RUN:
+        cuts = np.flatnonzero(key[1:] != key[:-1]) + 1
+        bounds = np.concatenate(([0], cuts, [n]))
+        lengths = np.diff(bounds)
+        for r in np.flatnonzero(lengths >= _MIN_RUN).tolist():
+            k0, k1 = int(bounds[r]), int(bounds[r + 1])
+            rec = record_of(k0)
+            lo = int(rec_pos[k1 - 1])
+            view = blk[lo : lo + rec.dtype.itemsize * (k1 - k0)].view(rec.dtype)[::-1]
+            _fill_records(view, rec, arr, slice(k0, k1), soff[k0:k1], seg_index)
+            rest[k0:k1] = False
+    left = np.flatnonzero(rest)
+    if left.shape[0]:
+        for _tid, sel in group_rows(dense_ids(key[left])):
+            rows = left[sel]
+            rec = record_of(int(rows[0]))
+            itemsize = rec.dtype.itemsize
+            step = max(1, _MAX_SCATTER // max(1, itemsize // 4))
+            for lo in range(0, rows.shape[0], step):
+                part = rows[lo : lo + step]
+                tmp = np.zeros(part.shape[0], dtype=rec.dtype)
+                _fill_records(tmp, rec, arr, part, soff[part], seg_index)
+                pos = rec_pos[part]
+                if itemsize % 4 == 0 and not (pos & 3).any():
+                    idx = (pos >> 2)[:, None] + np.arange(itemsize // 4, dtype=np.int64)
+                    u32[idx] = tmp.view("<u4").reshape(part.shape[0], itemsize // 4)
+                else:
+                    idx = pos[:, None] + np.arange(itemsize, dtype=np.int64)
+                    blk[idx] = tmp.view(np.uint8).reshape(part.shape[0], itemsize)
+
     # the refs vector: length, then one uoffset per table
     p_vec = (end8 - x_vec) >> 2
     u32[p_vec] = n
@@ -286,8 +457,9 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
         x_elem = vec_start + 4 * (n - np.arange(n, dtype=np.int64))
         u32[p_vec + 1 : p_vec + 1 + n] = (x_elem - x_tab).astype(np.uint32)
 
-    _reserve(b, total)
-    b.Bytes[b.head - total : b.head] = memoryview(blk)[end8 - x_vec : end8 - start_off]
+    if not in_place:
+        b.Bytes[b.head - total : b.head] = memoryview(blk)[end8 - x_vec : end8 - start_off]
+    del blk, u32
     b.head -= total
     b.minalign = max(b.minalign, 8 if bool(is64.any()) else 4)
     return x_vec

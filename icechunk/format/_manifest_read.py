@@ -24,6 +24,7 @@ from icechunk.format._manifest_wire import (
     B_LOCATION,
     B_OFFSET,
     BIT_FIELD,
+    CHUNK_REF_FIELDS,
     F_INDEX,
     Segments,
     WireArray,
@@ -121,6 +122,40 @@ def read_manifest_buffer(buf: bytes) -> WireManifest:
     return WireManifest(bytes(mid), arrays, algorithm, has_algorithm, dictionary)
 
 
+# Above this many distinct ChunkRef vtables in one array, field offsets are gathered per ref
+# instead of being read once per vtable.
+_MAX_VTABLES = 64
+
+
+def _vtable_groups(g: _Buf, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Distinct vtable positions (sorted) and each table's index into them.
+
+    Builders de-duplicate vtables, so there are usually a handful; None when there are
+    more than ``_MAX_VTABLES``.
+    """
+    n = vt.shape[0]
+    cand = np.unique(np.concatenate([vt[:16], vt[:: max(1, n // 256)]]))
+    for _ in range(2):
+        if cand.shape[0] <= 4:
+            # a few comparisons beat a binary search per table
+            gid = np.zeros(n, dtype=np.intp)
+            miss = vt != cand[0]
+            for k in range(1, cand.shape[0]):
+                hit = vt == cand[k]
+                gid[hit] = k
+                miss &= ~hit
+        else:
+            gid = np.minimum(np.searchsorted(cand, vt), cand.shape[0] - 1)
+            miss = cand[gid] != vt
+        if not miss.any():
+            return cand, gid
+        extra = np.unique(vt[miss][:4096])
+        cand = np.union1d(cand, extra)
+        if cand.shape[0] > _MAX_VTABLES:
+            return None
+    return None
+
+
 def _read_array(g: _Buf, am: Table) -> WireArray:
     node = am.struct_bytes(0, 8)
     if node is None:
@@ -132,34 +167,60 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
     if start + 4 * n > g.n:
         raise ValueError("refs vector out of bounds")
     elem = start + 4 * np.arange(n, dtype=np.int64)
-    tpos = elem + g.at_u32(elem, "refs vector").astype(np.int64)
+    uo = (
+        g.u32[start >> 2 : (start >> 2) + n]
+        if start % 4 == 0
+        else g.u32x[start : start + 4 * n : 4]
+    )
+    tpos = elem + uo.astype(np.int64)
     vt = tpos - g.at_u32(tpos, "chunk ref").view(np.int32).astype(np.int64)
-    vtlen = g.at_u16(vt).astype(np.int64)
-    if n and (int(vtlen.min()) < 4 or int((vt + vtlen).max()) > g.n):
-        raise ValueError("chunk ref vtable out of bounds")
 
-    def field(fid: int) -> np.ndarray:
-        """Offset of field ``fid`` inside each table (0 = absent)."""
-        slot = 4 + 2 * fid
-        inside = vtlen > slot
-        if not inside.any():
-            return np.zeros(n, dtype=np.int64)
-        fo = np.zeros(n, dtype=np.int64)
-        if inside.all():
-            fo[:] = g.at_u16(vt + slot)
-        else:
-            fo[inside] = g.at_u16(vt[inside] + slot)
-        return fo
+    # field offsets of every table, read once per distinct vtable when possible
+    groups = _vtable_groups(g, vt) if n else None
+    if groups is not None:
+        cand, gid = groups
+        table = np.zeros((cand.shape[0], CHUNK_REF_FIELDS), dtype=np.int64)
+        for k, pos in enumerate(cand.tolist()):
+            if pos < 0 or pos + 4 > g.n:
+                raise ValueError("chunk ref vtable out of bounds")
+            vtlen = int(g.b8[pos]) | int(g.b8[pos + 1]) << 8
+            if vtlen < 4 or pos + vtlen > g.n:
+                raise ValueError("chunk ref vtable out of bounds")
+            for fid in range(min(CHUNK_REF_FIELDS, (vtlen - 4) // 2)):
+                q = pos + 4 + 2 * fid
+                table[k, fid] = int(g.b8[q]) | int(g.b8[q + 1]) << 8
 
+        def field(fid: int) -> np.ndarray | int:
+            col = table[:, fid]
+            first = int(col[0])
+            return first if (col == first).all() else col[gid]
+    else:
+        vtlen = g.at_u16(vt).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+        if n and (int(vtlen.min()) < 4 or int((vt + vtlen).max()) > g.n):
+            raise ValueError("chunk ref vtable out of bounds")
+
+        def field(fid: int) -> np.ndarray | int:
+            slot = 4 + 2 * fid
+            fo = np.zeros(n, dtype=np.int64)
+            inside = vtlen > slot
+            if inside.any():
+                fo[inside] = g.at_u16(vt[inside] + slot)
+            return fo
+
+    # a field offset is a scalar when it is the same in every vtable
     fo_index = field(F_INDEX)
-    if n and not fo_index.all():
+    if n and not np.all(fo_index):
         raise ValueError("chunk ref without index")
     shape = np.zeros(n, dtype=np.uint16)
-    fos = {}
+    fos: dict[int, np.ndarray | int] = {}
     for bit, fid in BIT_FIELD.items():
         fo = field(fid)
         fos[bit] = fo
-        shape |= np.where(fo != 0, bit, 0).astype(np.uint16)
+        if isinstance(fo, int):
+            if fo:
+                shape |= bit
+        elif fo.any():
+            shape |= np.where(fo != 0, bit, 0).astype(np.uint16)
 
     # chunk coordinates
     ip = tpos + fo_index
@@ -176,24 +237,43 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
     else:
         coords = np.zeros((n, 0), dtype=np.uint32)
 
+    def present(bit: int) -> np.ndarray | slice:
+        """Rows having field ``bit`` (a slice when all do)."""
+        has = (shape & bit) != 0
+        if has.all():
+            return slice(None)
+        return np.flatnonzero(has)
+
+    def positions(bit: int, rows: np.ndarray | slice) -> np.ndarray:
+        fo = fos[bit]
+        return tpos[rows] + (fo if isinstance(fo, int) else fo[rows])
+
     def scalar(bit: int, dtype: str, width: int) -> np.ndarray:
+        rows = present(bit)
+        pos = positions(bit, rows)
+        if not pos.shape[0]:
+            return np.zeros(n, dtype=dtype)
+        values = g.at_u64(pos, "u64 field") if width == 8 else g.at_u32(pos, "u32 field")
+        if isinstance(rows, slice):
+            return np.ascontiguousarray(values, dtype=dtype)
         out = np.zeros(n, dtype=dtype)
-        rows = np.flatnonzero(shape & bit)
-        if rows.shape[0]:
-            pos = tpos[rows] + fos[bit][rows]
-            out[rows] = g.at_u64(pos, "u64 field") if width == 8 else g.at_u32(pos, "u32 field")
+        out[rows] = values
         return out
 
-    chunk_id = np.zeros((n, 12), dtype=np.uint8)
-    rows = np.flatnonzero(shape & B_CHUNK_ID)
-    if rows.shape[0]:
-        chunk_id[rows] = g.at_bytes(tpos[rows] + fos[B_CHUNK_ID][rows], 12, "chunk id")
+    rows = present(B_CHUNK_ID)
+    pos = positions(B_CHUNK_ID, rows)
+    if isinstance(rows, slice) and n:
+        chunk_id = g.at_bytes(pos, 12, "chunk id")
+    else:
+        chunk_id = np.zeros((n, 12), dtype=np.uint8)
+        if pos.shape[0]:
+            chunk_id[rows] = g.at_bytes(pos, 12, "chunk id")
 
     def segments(bit: int) -> Segments:
         rows = np.flatnonzero(shape & bit)
         if not rows.shape[0]:
             return Segments.empty()
-        fp = tpos[rows] + fos[bit][rows]
+        fp = positions(bit, rows)
         target = fp + g.at_u32(fp, "payload offset").astype(np.int64)
         lengths = g.at_u32(target, "payload length").astype(np.int64)
         g.check(target + 4 + lengths, 0, "payload")

@@ -29,7 +29,10 @@ __all__ = [
     "B_OFFSET",
     "Segments",
     "WireArray",
-    "word_groups",
+    "dense_ids",
+    "gather_words",
+    "group_rows",
+    "pack_strings",
 ]
 
 # ChunkRef field ids (= vtable slot numbers), FORMAT.md §3.4.
@@ -138,59 +141,74 @@ def unaligned_u32(data: np.ndarray) -> np.ndarray:
     )
 
 
-def word_groups(lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Group positions by word count ``ceil(length / 4)``: ``[(nwords, indices), ...]``."""
-    nw = (lengths + 3) >> 2
-    if nw.shape[0] == 0:
+def dense_ids(values: np.ndarray) -> np.ndarray:
+    """Each value's rank among the distinct values (0, 1, ...), without a full sort.
+
+    Meant for columns with few distinct values: they are found on a sample and confirmed
+    with a binary search; falls back to ``np.unique`` when the sample misses many.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    uniq = np.unique(np.concatenate([values[:64], values[:: max(1, n // 1024)]]))
+    for _ in range(2):
+        ids = np.minimum(np.searchsorted(uniq, values), uniq.shape[0] - 1)
+        miss = uniq[ids] != values
+        if not miss.any():
+            return ids
+        missing = values[miss]
+        if missing.shape[0] > 4096:
+            break
+        uniq = np.union1d(uniq, missing)
+    return np.unique(values, return_inverse=True)[1].reshape(n)
+
+
+def group_rows(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Positions grouped by value, ``[(value, positions ascending), ...]`` (values >= 0).
+
+    Uses numpy's O(n) radix sort when the values fit in 16 bits.
+    """
+    if values.shape[0] == 0:
         return []
-    lo, hi = int(nw.min()), int(nw.max())
+    lo, hi = int(values.min()), int(values.max())
     if lo == hi:
-        return [(lo, np.arange(nw.shape[0]))]
-    order = np.argsort(nw, kind="stable")
-    snw = nw[order]
-    cuts = np.flatnonzero(snw[1:] != snw[:-1]) + 1
-    bounds = [0, *cuts.tolist(), snw.shape[0]]
-    return [(int(snw[bounds[g]]), order[bounds[g] : bounds[g + 1]]) for g in range(len(bounds) - 1)]
+        return [(lo, np.arange(values.shape[0]))]
+    keys = values.astype(np.uint16) if lo >= 0 and hi < 1 << 16 else values
+    order = np.argsort(keys, kind="stable")
+    sorted_values = values[order]
+    cuts = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
+    bounds = [0, *cuts.tolist(), order.shape[0]]
+    return [
+        (int(sorted_values[bounds[g]]), order[bounds[g] : bounds[g + 1]])
+        for g in range(len(bounds) - 1)
+    ]
 
 
-_TAIL_MASK = np.array([0xFFFFFFFF, 0xFF, 0xFFFF, 0xFFFFFF], dtype=np.uint32)
-# Keep the temporaries of one 2-D gather below this many elements.
-_MAX_GATHER = 1 << 22
+# mask of the first k bytes of a little-endian word, k = 0..4
+_BYTE_MASK = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
 
 
 def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
-    """Payloads ``sel`` (all with ``ceil(len / 4) == nwords``) as zero-padded uint32 words.
+    """Payloads ``sel`` as zero-padded uint32 words: an ``(len(sel), nwords)`` array.
 
-    Returns an ``(len(sel), nwords)`` array; bytes past each payload's end are zero.
+    Every selected payload must satisfy ``ceil(len / 4) <= nwords <= ceil(len / 4) + 1``
+    (room for a string's NUL terminator); bytes past each payload's end are zero.
     """
     data = seg.data
-    if data.shape[0] < 4 or int(seg.starts[sel].max(initial=0)) + 4 * nwords + 3 >= data.shape[0]:
+    starts = seg.starts[sel]
+    if data.shape[0] < 4 or int(starts.max(initial=0)) + 4 * nwords + 3 >= data.shape[0]:
         # too close to the end for the 4-byte window: work on a padded copy
         data = np.concatenate([data, np.zeros(4 * nwords + 4, dtype=np.uint8)])
-    view = unaligned_u32(data)
-    starts = seg.starts[sel]
-    out = view[starts[:, None] + 4 * np.arange(nwords, dtype=np.int64)]
-    if nwords:
-        tail = (seg.lengths[sel] & 3).astype(np.intp)
-        out[:, -1] &= _TAIL_MASK[tail]
+    if (starts & 3).any():
+        out = unaligned_u32(data)[starts[:, None] + 4 * np.arange(nwords, dtype=np.int64)]
+    else:
+        words = data[: data.shape[0] // 4 * 4].view("<u4")
+        out = words[(starts >> 2)[:, None] + np.arange(nwords, dtype=np.int64)]
+    lengths = seg.lengths[sel]
+    for j in range(max(0, nwords - 2), nwords):
+        valid = np.clip(lengths - 4 * j, 0, 4)
+        out[:, j] &= _BYTE_MASK[valid]
     return out
-
-
-def scatter_segments(dst32: np.ndarray, dst_pos: np.ndarray, seg: Segments) -> None:
-    """Write every payload of ``seg`` at byte position ``dst_pos[i]`` (4-aligned) of ``dst32``.
-
-    ``dst32`` is the uint32 view of a zero-initialised buffer; only ``ceil(len / 4)`` words
-    are written per payload, so the zero NUL terminator / padding that follows is kept.
-    """
-    for nwords, sel in word_groups(seg.lengths):
-        if nwords == 0:
-            continue
-        step = max(1, _MAX_GATHER // nwords)
-        for lo in range(0, sel.shape[0], step):
-            part = sel[lo : lo + step]
-            words = gather_words(seg, part, nwords)
-            base = dst_pos[part] >> 2
-            dst32[base[:, None] + np.arange(nwords, dtype=np.int64)] = words
 
 
 def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:

@@ -606,65 +606,87 @@ def _objects(values: list[object]) -> np.ndarray:
     return out
 
 
-def _strings_column(n: int, seg: Segments, strings: list[str]) -> np.ndarray:
-    col = np.empty(n, dtype=object)
-    if strings:
-        col[seg.rows] = _objects(strings)
-    return col
+def _kind_of_shape() -> np.ndarray:
+    """Ref kind for each set of present ChunkRef fields, by the reader's precedence (§3.4).
+
+    0 marks field sets that are no valid ref.
+    """
+    table = np.zeros(1 << 8, dtype=np.uint8)
+    for shape in range(1 << 8):
+        if shape & B_CHUNK_ID:
+            table[shape] = RefKind.NATIVE
+        elif shape & (B_COMPRESSED_LOCATION | B_LOCATION):
+            table[shape] = RefKind.VIRTUAL
+        elif shape & B_INLINE:
+            table[shape] = RefKind.INLINE
+    return table
+
+
+_KIND_OF_SHAPE = _kind_of_shape()
+
+
+def _restrict(seg: Segments, mask: np.ndarray) -> Segments:
+    """The payloads of ``seg`` whose row is selected by ``mask``."""
+    keep = mask[seg.rows]
+    return seg if keep.all() else seg.take(np.flatnonzero(keep))
 
 
 def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayManifest:
     n = len(w)
     shape = w.shape
-    # ref kind, by the reader's precedence (FORMAT.md §3.4)
-    native = (shape & B_CHUNK_ID) != 0
-    compressed = ~native & ((shape & B_COMPRESSED_LOCATION) != 0)
-    plain = ~native & ~compressed & ((shape & B_LOCATION) != 0)
-    virtual = compressed | plain
-    inline = ~native & ~virtual & ((shape & B_INLINE) != 0)
-    if not (native | virtual | inline).all():
+    kind = _KIND_OF_SHAPE[shape]
+    if n and int(kind.min()) == 0:
         raise ValueError("chunk ref with neither chunk id, location nor inline data")
-    kind = np.where(native, RefKind.NATIVE, np.where(virtual, RefKind.VIRTUAL, RefKind.INLINE))
+    virtual = kind == RefKind.VIRTUAL
+    inline = kind == RefKind.INLINE
+    compressed = virtual & ((shape & B_COMPRESSED_LOCATION) != 0)
 
     location = np.empty(n, dtype=object)
-    cseg = w.compressed_location.take(np.flatnonzero(compressed[w.compressed_location.rows]))
+    cseg = _restrict(w.compressed_location, compressed)
     if len(cseg):
         if algorithm != 1:
             raise ValueError("compressed locations in a manifest without zstd dictionary")
         if dictionary is None:
             raise ValueError("compressed locations but no location dictionary")
-        plain_text = decompress_locations(cseg, dictionary)
-        location[plain_text.rows] = _objects(decode_utf8(plain_text))
-    pseg = w.location.take(np.flatnonzero(plain[w.location.rows]))
+        strings = decompress_locations(cseg, dictionary)
+        if len(cseg) == n:
+            location = strings
+        else:
+            location[cseg.rows] = strings
+    pseg = _restrict(w.location, virtual & ~compressed)
     if len(pseg):
-        location[pseg.rows] = _objects(decode_utf8(pseg))
-
-    eseg = w.etag.take(np.flatnonzero(virtual[w.etag.rows]))
-    etag = _strings_column(n, eseg, decode_utf8(eseg))
-    iseg = w.inline.take(np.flatnonzero(inline[w.inline.rows]))
+        strings = decode_utf8(pseg)
+        if len(pseg) == n:
+            location = strings
+        else:
+            location[pseg.rows] = strings
+    etag = np.empty(n, dtype=object)
+    eseg = _restrict(w.etag, virtual)
+    if len(eseg):
+        etag[eseg.rows] = decode_utf8(eseg)
     inline_col = np.empty(n, dtype=object)
+    iseg = _restrict(w.inline, inline)
     if len(iseg):
         inline_col[iseg.rows] = _objects(iseg.to_list())
 
-    offset = np.where(
-        inline, np.uint64(0), np.where((shape & B_OFFSET) != 0, w.offset, np.uint64(0))
-    )
-    length = np.where(
-        inline, np.uint64(0), np.where((shape & B_LENGTH) != 0, w.length, np.uint64(0))
-    )
-    lm = np.where(virtual & ((shape & B_LAST_MODIFIED) != 0), w.last_modified, np.uint32(0))
-    chunk_id = w.chunk_id if native.all() else np.where(native[:, None], w.chunk_id, np.uint8(0))
+    # absent scalars are already 0; drop fields that do not belong to the ref's kind
+    offset, length, lm = w.offset, w.length, w.last_modified
+    if inline.any():
+        offset = np.where(inline, np.uint64(0), offset)
+        length = np.where(inline, np.uint64(0), length)
+    if not virtual.all():
+        lm = np.where(virtual, lm, np.uint32(0))
     am = ArrayManifest(
         node_id=NodeId(w.node_id),
         coords=w.coords,
-        kind=kind.astype(np.uint8),
-        chunk_id=np.ascontiguousarray(chunk_id, dtype=np.uint8),
-        offset=offset.astype(np.uint64),
-        length=length.astype(np.uint64),
+        kind=kind,
+        chunk_id=w.chunk_id,
+        offset=offset,
+        length=length,
         inline=inline_col,
         location=location,
         etag=etag,
-        last_modified=lm.astype(np.uint32),
+        last_modified=lm,
     )
     bits = _key_bits(am.coords)
     key = _pack_keys(am.coords, bits)
