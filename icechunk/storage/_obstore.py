@@ -1067,7 +1067,9 @@ class ObjectStoreStorage(SettingsMixin, Storage):
                     max_concurrency=parallel,
                 )
             except (ox.AlreadyExistsError, ox.PreconditionError, FileNotFoundError) as error:
-                if isinstance(error, FileNotFoundError) and mode == "overwrite":
+                # a 404 answers a compare-and-swap on a missing object (a lost race), but for
+                # other writes it means the bucket or container itself is missing
+                if isinstance(error, FileNotFoundError) and not isinstance(mode, VersionToken):
                     raise StorageError(
                         f"cannot write {key!r}: the bucket or container does not exist",
                         ErrorKind.STORAGE_CONFIG,

@@ -57,8 +57,10 @@ def test_bucket_root_cannot_host_a_new_repository(moto_server: MotoS3Server) -> 
 
 def test_missing_bucket_write_is_a_storage_error(moto_server: MotoS3Server) -> None:
     storage = moto_server.storage(bucket="no-such-bucket")
-    with pytest.raises(StorageError):
+    with pytest.raises(StorageError, match="bucket"):
         asyncio.run(storage.put("k", b"x"))
+    with pytest.raises(StorageError, match="bucket"):
+        asyncio.run(storage.put("k", b"x", mode="create"))  # not a lost race
 
 
 async def test_http_storage_reads_objects_and_refuses_writes(moto_server: MotoS3Server) -> None:
