@@ -165,8 +165,8 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
     sizes = _content_sizes(frames)
     if (sizes > MAX_LOCATION_BYTES).any():
         raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
-    dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
     try:
+        dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
         known = sizes >= 0
         bulk = np.flatnonzero(known)
         if bulk.shape[0]:

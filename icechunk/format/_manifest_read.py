@@ -122,6 +122,11 @@ def read_manifest_buffer(buf: bytes) -> WireManifest:
     return WireManifest(bytes(mid), arrays, algorithm, has_algorithm, dictionary)
 
 
+# Limits that keep corrupt input from allocating absurd amounts of memory: numpy's maximum
+# number of dimensions, and the reference verifier's 2 GiB "apparent size".
+MAX_NDIM = 64
+MAX_APPARENT_SIZE = 1 << 31
+
 # Above this many distinct ChunkRef vtables in one array, field offsets are gathered per ref
 # instead of being read once per vtable.
 _MAX_VTABLES = 64
@@ -229,6 +234,8 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
     ndim = int(dims[0]) if n else 0
     if n and (dims != ndim).any():
         raise ValueError("chunk refs of one array have different numbers of dimensions")
+    if ndim > MAX_NDIM or n * ndim * 4 > MAX_APPARENT_SIZE:
+        raise ValueError(f"chunk index with {ndim} dimensions")
     if ndim:
         g.check(iv + 4 * ndim, 4, "index vector")
         cols = iv[:, None] + 4 + 4 * np.arange(ndim, dtype=np.int64)
@@ -277,6 +284,9 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
         target = fp + g.at_u32(fp, "payload offset").astype(np.int64)
         lengths = g.at_u32(target, "payload length").astype(np.int64)
         g.check(target + 4 + lengths, 0, "payload")
+        if int(lengths.sum()) > MAX_APPARENT_SIZE:
+            # like the reference verifier's limit: shared payloads must not blow up memory
+            raise ValueError("chunk ref payloads exceed the 2 GiB apparent size limit")
         return Segments(rows, g.b8, target + 4, lengths)
 
     return WireArray(

@@ -332,8 +332,10 @@ class ArrayManifest:
         bits, keys = self._sort_keys()
         if bits is None:
             try:
-                probe = np.array([coords], dtype=">u4").view(keys.dtype)[0]
-            except (OverflowError, ValueError):
+                if min(coords) < 0 or max(coords) > 0xFFFFFFFF:
+                    return -1
+                probe = np.array(coords, dtype=">u4").view(keys.dtype)[0]
+            except (OverflowError, ValueError, TypeError):
                 return -1
         else:
             k = 0
@@ -832,8 +834,13 @@ def decode_manifest(data: bytes | memoryview, name: str) -> Manifest:
     """
     header, buf = decode_envelope(data, name, FileType.MANIFEST)
     with decoding(name, "manifest"):
-        wire = read_manifest_buffer(buf)
-        arrays = [_from_wire(w, wire.dictionary, wire.compression_algorithm) for w in wire.arrays]
+        try:
+            wire = read_manifest_buffer(buf)
+            arrays = [
+                _from_wire(w, wire.dictionary, wire.compression_algorithm) for w in wire.arrays
+            ]
+        except OverflowError as err:
+            raise ValueError(str(err)) from None
         manifest_id = ManifestId(wire.id)
     arrays.sort(key=lambda a: bytes(a.node_id))
     return Manifest(
