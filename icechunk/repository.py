@@ -674,9 +674,7 @@ class Repository:
 
 
 def _authorizations(value: dict[str, Any] | None) -> dict[str, Any]:
-    """Normalize the authorization map (trailing ``/`` on prefixes)."""
-    out: dict[str, Any] = {}
-    for prefix, cred in (value or {}).items():
-        key = prefix if prefix.endswith("/") else prefix + "/"
-        out[key] = cred
-    return out
+    """Normalize the authorization map (trailing ``/``; None values warn, API.md §2.1)."""
+    from icechunk.core.virtual import normalize_authorizations
+
+    return normalize_authorizations(value)
