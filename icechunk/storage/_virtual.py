@@ -250,7 +250,8 @@ class ObstoreReader:
             if isinstance(err, ox.BaseError) and _is_transient_text(err):
                 raise TransientStorageError(f"reading {url} failed: {_first_line(err)}") from None
             text = _first_line(err)
-            if "range" in text.lower() and ("not satisf" in text.lower() or "out of bounds" in text.lower()):
+            lowered = text.lower()
+            if "416" in lowered or "range not satisfiable" in lowered or "out of bounds" in lowered:
                 raise _fetch_error(url, f"the byte range {start}..{end} is outside the object") from None
             raise _fetch_error(url, text) from None
         if len(data) != end - start:
@@ -293,13 +294,16 @@ class FsspecReader:
     checksum that cannot be verified at all makes the read fail rather than trust the data.
     """
 
-    def __init__(self, fs: Any, protocol: str) -> None:
+    def __init__(self, fs: Any, protocol: str, host: str = "") -> None:
         self._fs = fs
         self._protocol = protocol
+        self._host = host
 
     def _read_sync(self, key: str, start: int, end: int, etag: str | None, last_modified: int) -> bytes:
-        url = f"{self._protocol}://{key}"
-        path = key if self._protocol in ("file", "local") else f"{self._protocol}://{key}"
+        if self._protocol in ("file", "local"):
+            path = url = key
+        else:
+            path = url = f"{self._protocol}://{self._host}/{key}"
         try:
             if etag is not None or last_modified:
                 info = self._fs.info(path)
@@ -338,15 +342,17 @@ class FsspecReader:
         return await asyncio.to_thread(self._read_sync, key, start, end, etag, last_modified)
 
 
-def fsspec_reader(protocol: str, storage_options: Mapping[str, Any] | None = None) -> FsspecReader | None:
-    """An fsspec reader for ``protocol``, or None when fsspec (or its backend) is missing."""
+def fsspec_reader(
+    protocol: str, host: str, storage_options: Mapping[str, Any] | None = None
+) -> FsspecReader | None:
+    """An fsspec reader for ``protocol://host``, or None when fsspec (or its backend) is missing."""
     try:
         import fsspec
 
         fs = fsspec.filesystem(protocol, **dict(storage_options or {}))
     except (ImportError, ValueError):
         return None
-    return FsspecReader(fs, protocol)
+    return FsspecReader(fs, protocol, host)
 
 
 # ---- building readers -----------------------------------------------------------------------
@@ -408,7 +414,7 @@ def build_virtual_reader(
     if isinstance(store, ObjectStoreConfig.LocalFileSystem):
         return LocalFileReader()
     if isinstance(store, ObjectStoreConfig.InMemory) or not _obstore_available():
-        reader = fsspec_reader("memory" if isinstance(store, ObjectStoreConfig.InMemory) else scheme)
+        reader = fsspec_reader("memory" if isinstance(store, ObjectStoreConfig.InMemory) else scheme, host)
         if reader is None:
             raise StorageError(
                 f"no client can read {scheme}:// virtual chunks: install obstore (or fsspec with "
@@ -420,7 +426,7 @@ def build_virtual_reader(
     from icechunk.storage._obstore import AzureLocation, GcsLocation, HttpLocation, S3Location
 
     def fallback() -> VirtualReader | None:
-        return fsspec_reader(scheme)
+        return fsspec_reader(scheme, host)
 
     url_base = f"{scheme}://{host}"
     if isinstance(store, (ObjectStoreConfig.S3, ObjectStoreConfig.S3Compatible, ObjectStoreConfig.Tigris)):
