@@ -17,10 +17,19 @@ import os
 import numpy as np
 import zstandard
 
-from icechunk.format._manifest_wire import Segments, gather_words, group_rows, unaligned_u32
+from icechunk.format._manifest_wire import (
+    DEDUP_FROM,
+    Segments,
+    dense_ids,
+    factorize,
+    gather_words,
+    group_rows,
+    unaligned_u32,
+)
 
 __all__ = [
     "MAX_LOCATION_BYTES",
+    "check_location_frames",
     "compress_locations",
     "decode_utf8",
     "decompress_locations",
@@ -79,10 +88,42 @@ def train_location_dictionary(
         return None
 
 
+def _shared_payloads(seg: Segments) -> tuple[Segments, np.ndarray] | None:
+    """``(distinct payloads, index of each row)`` when rows share bytes in the blob, else None.
+
+    :func:`pack_strings` stores a repeated location once and points every row at it, so
+    equal starts mean equal payloads.
+    """
+    n = len(seg)
+    if n < DEDUP_FROM or bool((seg.starts[1:] > seg.starts[:-1]).all()):
+        return None
+    ids = dense_ids(seg.starts)
+    count = int(ids.max()) + 1
+    if count > n // 2:
+        return None
+    first = np.full(count, n, dtype=np.int64)
+    np.minimum.at(first, ids, np.arange(n, dtype=np.int64))
+    uniq = seg.take(first)
+    return Segments(np.arange(count, dtype=np.int64), uniq.data, uniq.starts, uniq.lengths), ids
+
+
+def _spread(distinct: Segments, rows: np.ndarray, inverse: np.ndarray) -> Segments:
+    """Per-row payloads from distinct ones: rows share the bytes of their distinct value."""
+    return Segments(rows, distinct.data, distinct.starts[inverse], distinct.lengths[inverse])
+
+
 def compress_locations(locations: Segments, dictionary: bytes, level: int) -> Segments:
-    """One zstd frame (with dictionary id and content size) per location, same rows."""
+    """One zstd frame (with dictionary id and content size) per location, same rows.
+
+    Repeated locations (sharing their bytes, see :func:`_shared_payloads`) are compressed
+    once: the frames are deterministic, so the result is the same as compressing each row.
+    """
     if not len(locations):
         return Segments.empty()
+    shared = _shared_payloads(locations)
+    if shared is not None:
+        distinct, inverse = shared
+        return _spread(compress_locations(distinct, dictionary, level), locations.rows, inverse)
     cctx = zstandard.ZstdCompressor(
         level=level, dict_data=zstandard.ZstdCompressionDict(dictionary)
     )
@@ -145,6 +186,18 @@ def _content_sizes(frames: Segments) -> np.ndarray:
     return sizes
 
 
+def check_location_frames(frames: Segments) -> None:
+    """Check that every payload is a zstd frame declaring at most 1024 bytes (or no size).
+
+    Raises
+    ------
+    ValueError
+        Otherwise.
+    """
+    if (_content_sizes(frames) > MAX_LOCATION_BYTES).any():
+        raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
+
+
 def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarray:
     """Decompress every frame with the manifest dictionary into ``str`` (object array).
 
@@ -162,6 +215,10 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
         return out
     if dictionary is None:
         raise ValueError("compressed locations but no location dictionary")
+    repeated = _repeated_frames(frames)
+    if repeated is not None:
+        distinct, inverse = repeated
+        return decompress_locations(distinct, dictionary)[inverse]
     sizes = _content_sizes(frames)
     if (sizes > MAX_LOCATION_BYTES).any():
         raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
@@ -188,6 +245,32 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
     except zstandard.ZstdError as err:
         raise ValueError(f"cannot decompress location: {err}") from None
     return out
+
+
+def _repeated_frames(frames: Segments) -> tuple[Segments, np.ndarray] | None:
+    """``(distinct frames, index of each frame)`` when many frames are equal, else None.
+
+    Equal locations compress to equal frames, but a reader cannot rely on a writer sharing
+    their bytes, so frames are compared by content (``bytes`` slices in a dict).
+    """
+    n = len(frames)
+    if n < DEDUP_FROM:
+        return None
+    raw = frames.data.base if isinstance(frames.data.base, bytes) else None
+    if raw is None or frames.data.ctypes.data != _address(raw):
+        raw = frames.data.tobytes()
+    starts = frames.starts.tolist()
+    ends = (frames.starts + frames.lengths).tolist()
+    pieces = list(map(raw.__getitem__, map(slice, starts, ends)))
+    distinct = factorize(pieces)  # type: ignore[arg-type]
+    if distinct is None:
+        return None
+    uniq, inverse = distinct
+    return Segments.from_bytes_list(np.arange(len(uniq), dtype=np.int64), uniq), inverse  # type: ignore[arg-type]
+
+
+def _address(raw: bytes) -> int:
+    return np.frombuffer(raw, dtype=np.uint8).ctypes.data
 
 
 def _objects(values: list[str]) -> np.ndarray:

@@ -141,7 +141,7 @@ _PAYLOADS = (
 )
 # Runs of at least this many consecutive refs with the same record layout are written
 # straight into the output through a strided structured view (no index arrays).
-_MIN_RUN = 2048
+_MIN_RUN = 256
 # Keep the temporaries of one 2-D scatter below this many elements.
 _MAX_SCATTER = 1 << 22
 

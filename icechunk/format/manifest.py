@@ -19,15 +19,19 @@ from __future__ import annotations
 import bisect
 import enum
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import zstandard
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
 from icechunk.format._location_codec import (
     MAX_LOCATION_BYTES,
+    check_location_frames,
     compress_locations,
     decode_utf8,
     decompress_locations,
@@ -506,6 +510,46 @@ class ArrayManifest:
     __hash__ = None  # type: ignore[assignment]
 
 
+_LOCATION_SLOT = ArrayManifest.__dict__["location"]
+
+
+class _LazyArrayManifest(ArrayManifest):
+    """An :class:`ArrayManifest` decoded from a file whose ``location`` column is decoded
+    on first use; :meth:`ref` decodes single rows without building the column."""
+
+    __slots__ = ("_lazy",)
+
+    def __init__(self, lazy: _LazyLocations, **columns: Any) -> None:
+        super().__init__(location=np.empty(0, dtype=object), **columns)
+        self._lazy: _LazyLocations | None = lazy
+
+    @property  # type: ignore[override]
+    def location(self) -> np.ndarray:
+        lazy = getattr(self, "_lazy", None)
+        if lazy is not None:
+            _LOCATION_SLOT.__set__(self, lazy.materialize())
+            self._lazy = None
+        return _LOCATION_SLOT.__get__(self)  # type: ignore[no-any-return]
+
+    @location.setter
+    def location(self, value: np.ndarray) -> None:
+        self._lazy = None
+        _LOCATION_SLOT.__set__(self, value)
+
+    def ref(self, row: int) -> ChunkRef:
+        lazy = self._lazy
+        if lazy is None or int(self.kind[row]) != RefKind.VIRTUAL:
+            return super().ref(row)
+        return ChunkRef(
+            RefKind.VIRTUAL,
+            offset=int(self.offset[row]),
+            length=int(self.length[row]),
+            location=lazy.get(row),
+            etag=self.etag[row],
+            last_modified=int(self.last_modified[row]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LocationCompression:
     """When and how virtual locations are zstd-dictionary compressed (FORMAT.md §4.7)."""
@@ -633,6 +677,78 @@ def _restrict(seg: Segments, mask: np.ndarray) -> Segments:
     return seg if keep.all() else seg.take(np.flatnonzero(keep))
 
 
+# Manifests with at least this many virtual refs decode their locations on demand: a
+# chunk read needs one location, not a million (FORMAT.md §4.7 frames are independent).
+_LAZY_LOCATIONS_FROM = 4096
+
+
+def _decode_locations(n: int, cseg: Segments, pseg: Segments, dictionary: bytes | None) -> np.ndarray:
+    """The location column: compressed frames and plain strings decoded, None elsewhere."""
+    location = np.empty(n, dtype=object)
+    if len(cseg):
+        strings = decompress_locations(cseg, dictionary)
+        if len(cseg) == n:
+            location = strings
+        else:
+            location[cseg.rows] = strings
+    if len(pseg):
+        strings = decode_utf8(pseg)
+        if len(pseg) == n:
+            location = strings
+        else:
+            location[pseg.rows] = strings
+    return location
+
+
+class _LazyLocations:
+    """The undecoded location column of a big manifest: one row on demand, or all at once."""
+
+    __slots__ = ("_cseg", "_dctx", "_dictionary", "_lock", "_n", "_pseg")
+
+    def __init__(self, n: int, cseg: Segments, pseg: Segments, dictionary: bytes | None) -> None:
+        self._n = n
+        self._cseg = cseg
+        self._pseg = pseg
+        self._dictionary = dictionary
+        self._dctx: zstandard.ZstdDecompressor | None = None
+        self._lock = threading.Lock()
+
+    def get(self, row: int) -> str | None:
+        """The location of one row (None for rows without one).
+
+        Raises
+        ------
+        FormatError
+            When the stored bytes do not decode.
+        """
+        try:
+            for seg, compressed in ((self._cseg, True), (self._pseg, False)):
+                i = int(np.searchsorted(seg.rows, row))
+                if i < len(seg) and int(seg.rows[i]) == row:
+                    raw = seg.item(i)
+                    if compressed:
+                        with self._lock:  # a decompressor is not safe for concurrent use
+                            if self._dctx is None:
+                                self._dctx = zstandard.ZstdDecompressor(
+                                    dict_data=zstandard.ZstdCompressionDict(self._dictionary or b"")
+                                )
+                            raw = self._dctx.decompress(raw, max_output_size=MAX_LOCATION_BYTES)
+                    return raw.decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as err:
+            raise FormatError(
+                f"cannot decode the location of chunk ref {row}: {err}", ErrorKind.DESERIALIZATION
+            ) from None
+        return None
+
+    def materialize(self) -> np.ndarray:
+        try:
+            return _decode_locations(self._n, self._cseg, self._pseg, self._dictionary)
+        except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as err:
+            raise FormatError(
+                f"cannot decode virtual chunk locations: {err}", ErrorKind.DESERIALIZATION
+            ) from None
+
+
 def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayManifest:
     n = len(w)
     shape = w.shape
@@ -643,25 +759,20 @@ def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayM
     inline = kind == RefKind.INLINE
     compressed = virtual & ((shape & B_COMPRESSED_LOCATION) != 0)
 
-    location = np.empty(n, dtype=object)
     cseg = _restrict(w.compressed_location, compressed)
     if len(cseg):
         if algorithm != 1:
             raise ValueError("compressed locations in a manifest without zstd dictionary")
         if dictionary is None:
             raise ValueError("compressed locations but no location dictionary")
-        strings = decompress_locations(cseg, dictionary)
-        if len(cseg) == n:
-            location = strings
-        else:
-            location[cseg.rows] = strings
     pseg = _restrict(w.location, virtual & ~compressed)
-    if len(pseg):
-        strings = decode_utf8(pseg)
-        if len(pseg) == n:
-            location = strings
-        else:
-            location[pseg.rows] = strings
+    lazy: _LazyLocations | None = None
+    if len(cseg) + len(pseg) >= _LAZY_LOCATIONS_FROM:
+        check_location_frames(cseg)  # structure now, contents on demand
+        lazy = _LazyLocations(n, cseg, pseg, dictionary)
+        location = np.empty(0, dtype=object)
+    else:
+        location = _decode_locations(n, cseg, pseg, dictionary)
     etag = np.empty(n, dtype=object)
     eseg = _restrict(w.etag, virtual)
     if len(eseg):
@@ -687,6 +798,17 @@ def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayM
         length=length,
         inline=inline_col,
         location=location,
+        etag=etag,
+        last_modified=lm,
+    ) if lazy is None else _LazyArrayManifest(
+        lazy,
+        node_id=NodeId(w.node_id),
+        coords=w.coords,
+        kind=kind,
+        chunk_id=w.chunk_id,
+        offset=offset,
+        length=length,
+        inline=inline_col,
         etag=etag,
         last_modified=lm,
     )
