@@ -287,7 +287,7 @@ class Session:
                 continue
             refs = await self._engine.current_refs(node)
             mask = refs.kind == RefKind.VIRTUAL
-            out.update(str(loc) for loc in refs.location[mask])
+            out.update(refs.location[mask].tolist())
         return sorted(out)
 
     all_virtual_chunk_locations = blocking(all_virtual_chunk_locations_async)

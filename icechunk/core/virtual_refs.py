@@ -237,15 +237,26 @@ def set_virtual_columns(
     offset_col = _unsigned(offsets, n, "offsets")
     length_col = _unsigned(lengths, n, "lengths")
 
-    # per distinct location: shape check and container check
-    distinct = dict.fromkeys(locs)
+    # per distinct location: container check, and URL shape check (a location under a
+    # container prefix is an absolute URL already)
+    try:
+        distinct = dict.fromkeys(locs)
+    except TypeError:
+        raise InvalidInputError("virtual chunk locations must be strings", ErrorKind.INVALID_VIRTUAL_REF) from None
     distinct.pop("", None)
-    for loc in distinct:
-        _check_location_shape(loc)
     bad: set[str] = set()
+    unchecked: Iterable[Any] = distinct
     if validate_containers:
         prefixes = container_prefixes(engine.config.containers)
-        bad = {loc for loc in distinct if not loc.startswith(prefixes)} if prefixes else set(distinct)
+        try:
+            bad = {loc for loc in distinct if not loc.startswith(prefixes)}
+        except (AttributeError, TypeError):
+            raise InvalidInputError(
+                "virtual chunk locations must be strings", ErrorKind.INVALID_VIRTUAL_REF
+            ) from None
+        unchecked = bad
+    for loc in unchecked:
+        _check_location_shape(loc)
 
     keep = np.fromiter(map(bool, locs), dtype=bool, count=n)
     failed = np.zeros(0, dtype=np.int64)

@@ -31,7 +31,6 @@ from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
 from icechunk.format._location_codec import (
     MAX_LOCATION_BYTES,
-    check_location_frames,
     compress_locations,
     decode_utf8,
     decompress_locations,
@@ -768,7 +767,7 @@ def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayM
     pseg = _restrict(w.location, virtual & ~compressed)
     lazy: _LazyLocations | None = None
     if len(cseg) + len(pseg) >= _LAZY_LOCATIONS_FROM:
-        check_location_frames(cseg)  # structure now, contents on demand
+        # decoded (and checked) on demand: one row per chunk read, or all on first column use
         lazy = _LazyLocations(n, cseg, pseg, dictionary)
         location = np.empty(0, dtype=object)
     else:
