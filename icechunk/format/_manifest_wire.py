@@ -130,6 +130,27 @@ class WireArray:
     def __len__(self) -> int:
         return int(self.coords.shape[0])
 
+    def slice(self, lo: int, hi: int) -> WireArray:
+        """Refs ``lo:hi`` (views, payload rows renumbered from 0)."""
+
+        def part(seg: Segments) -> Segments:
+            a, b = np.searchsorted(seg.rows, [lo, hi]).tolist()
+            return Segments(seg.rows[a:b] - lo, seg.data, seg.starts[a:b], seg.lengths[a:b])
+
+        return WireArray(
+            node_id=self.node_id,
+            coords=self.coords[lo:hi],
+            shape=self.shape[lo:hi],
+            offset=self.offset[lo:hi],
+            length=self.length[lo:hi],
+            chunk_id=self.chunk_id[lo:hi],
+            last_modified=self.last_modified[lo:hi],
+            inline=part(self.inline),
+            location=part(self.location),
+            etag=part(self.etag),
+            compressed_location=part(self.compressed_location),
+        )
+
 
 def unaligned_u32(data: np.ndarray) -> np.ndarray:
     """A uint32 view starting at *every* byte of ``data`` (element ``i`` = bytes ``i..i+4``).

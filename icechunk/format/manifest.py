@@ -17,6 +17,7 @@ Codec layout (private modules):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import itertools
 from collections.abc import Iterator, Sequence
@@ -28,12 +29,12 @@ from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
 from icechunk.format._location_codec import (
     MAX_LOCATION_BYTES,
-    compress_locations,
+    LocationCompressor,
     decode_utf8,
     decompress_locations,
     train_location_dictionary,
 )
-from icechunk.format._manifest_layout import build_manifest_buffer
+from icechunk.format._manifest_layout import ManifestWriter, estimate_size
 from icechunk.format._manifest_read import read_manifest_buffer
 from icechunk.format._manifest_wire import (
     B_CHUNK_ID,
@@ -767,21 +768,17 @@ def encode_manifest(
             max_samples=lc.dictionary_max_training_samples,
             max_size=lc.dictionary_max_size_bytes,
         )
-    if dictionary is not None:
-        assert lc is not None
-        for w in wires:
-            if len(w.location):
-                w.compressed_location = compress_locations(
-                    w.location, dictionary, lc.compression_level
-                )
-                w.shape[w.location.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
-                w.location = Segments.empty()
     try:
-        buf = build_manifest_buffer(
-            bytes(manifest.id),
-            wires,
-            compression_algorithm=_compression_algorithm(spec_version, dictionary),
-            dictionary=dictionary,
+        writer = ManifestWriter(estimate_size(wires, dictionary))
+        for w in wires:
+            if dictionary is not None and len(w.location):
+                assert lc is not None
+                _add_compressed_refs(writer, w, dictionary, lc.compression_level)
+            else:
+                writer.add_refs(w)
+            writer.end_array(w.node_id)
+        buf = writer.finish(
+            bytes(manifest.id), _compression_algorithm(spec_version, dictionary), dictionary
         )
     except OverflowError as err:
         raise FormatError(
@@ -795,6 +792,33 @@ def encode_manifest(
         implementation=implementation if implementation is not None else IMPLEMENTATION_NAME,
         threads=2 if len(buf) >= _THREADED_ZSTD_FROM else 0,
     )
+
+
+# Refs laid out per block while the next blocks' locations are still being compressed.
+_COMPRESSED_BLOCK = 8 * LocationCompressor.chunk_size()
+
+
+def _add_compressed_refs(
+    writer: ManifestWriter, w: WireArray, dictionary: bytes, level: int
+) -> None:
+    """Write ``w`` with its locations zstd-compressed, overlapping compression and layout."""
+    locations = w.location
+    shape = w.shape.copy()
+    shape[locations.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
+    plain = dataclasses.replace(w, shape=shape, location=Segments.empty())
+    n, count = len(w), len(locations)
+    with LocationCompressor(locations, dictionary, level) as job:
+        first = row = 0
+        while first < count:
+            last = min(count, first + _COMPRESSED_BLOCK)
+            end_row = n if last == count else int(locations.rows[last])
+            block = plain.slice(row, end_row)
+            frames = job.compressed(first, last)
+            block.compressed_location = Segments(
+                frames.rows - row, frames.data, frames.starts, frames.lengths
+            )
+            writer.add_refs(block)
+            first, row = last, end_row
 
 
 def _compression_algorithm(spec_version: int, dictionary: bytes | None) -> int | None:

@@ -342,3 +342,21 @@ def test_lookup_on_large_manifest_is_fast() -> None:
     per_lookup = (time.perf_counter() - t0) / len(probes)
     assert rows == list(range(0, len(am), 97))
     assert per_lookup < 50e-6  # a few microseconds normally; generous for loaded CI machines
+
+
+def test_pipelined_location_compression_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compression in many chunks on the thread pool, refs laid out block by block."""
+    import icechunk.format._location_codec as location_codec
+    import icechunk.format.manifest as manifest_module
+
+    monkeypatch.setattr(location_codec, "_CHUNK", 97)
+    monkeypatch.setattr(location_codec, "_THREADED_FROM", 10)
+    monkeypatch.setattr(manifest_module, "_COMPRESSED_BLOCK", 3 * 97)
+    m = _big_mixed(3_000, 11)
+    data = encode_manifest(m, location_compression=LocationCompression(min_num_chunks=100))
+    assert decode_manifest(data, "x") == _expected(m)
+    buf = decode_envelope(data, "x", FileType.MANIFEST)[1]
+    mid, arrays, algorithm, dictionary, has_algorithm = oracle_read(buf)
+    assert dictionary is not None and not has_algorithm
+    assert sum(r.compressed_location is not None for r in arrays[0].refs) > 300
+    assert oracle_build(mid, arrays, compression_algorithm=None, dictionary=dictionary) == buf
