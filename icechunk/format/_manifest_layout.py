@@ -154,6 +154,12 @@ def _scan(off0: int, pre: np.ndarray, base: np.ndarray, is64: np.ndarray) -> tup
     m = pre.shape[0]
     pad_a0 = -off0 % 4
     init = (off0 + pad_a0) % 8
+    if is64.all():
+        # every table restarts the state: ref k starts where table k - 1 left it
+        state_in = np.empty(m, dtype=np.int64)
+        state_in[0] = init
+        state_in[1:] = base[:-1]
+        return pad_a0, -(state_in + pre) % 8
     inc = np.where(is64, 0, pre + base)
     csum = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(inc, out=csum[1:])
