@@ -19,7 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import zstandard
 
-from icechunk.format._manifest_wire import Segments, gather_words, group_rows, unaligned_u32
+from icechunk.format._manifest_wire import (
+    Segments,
+    gather_words,
+    group_rows,
+    strided_gather,
+    unaligned_u32,
+)
 
 __all__ = [
     "MAX_LOCATION_BYTES",
@@ -218,7 +224,12 @@ def _frame_lengths(blob: np.ndarray, count: int, dict_id: int) -> np.ndarray | N
     has_dict = (fhd & 3) == 3
     # drop magic numbers that occur inside compressed data: the dictionary id must follow
     genuine = has_dict & (words[dict_pos] == dict_id) & ((fhd & 0x08) == 0)
-    starts, fhd, single, dict_pos = starts[genuine], fhd[genuine], single[genuine], dict_pos[genuine]
+    starts, fhd, single, dict_pos = (
+        starts[genuine],
+        fhd[genuine],
+        single[genuine],
+        dict_pos[genuine],
+    )
     if starts.shape[0] != count or count == 0 or starts[0] != 0:
         return None
     fcs_flag = fhd >> 6
@@ -372,9 +383,17 @@ def decode_utf8(seg: Segments) -> np.ndarray:
         return out
     for length, rows in group_rows(seg.lengths):
         m = rows.shape[0]
-        nwords = (length >> 2) + 1
-        words = gather_words(seg, rows, nwords)
-        blob = np.ascontiguousarray(words.view(np.uint8)[:, : length + 1]).tobytes()
+        starts = seg.starts[rows]
+        block = None
+        if int(starts.max()) + length < seg.data.shape[0]:
+            # flatbuffer strings are NUL-terminated: copy each with its terminator
+            block = strided_gather(seg.data, starts, length + 1)
+        if block is not None:
+            block[:, length] = 0
+        else:
+            nwords = (length >> 2) + 1
+            block = gather_words(seg, rows, nwords).view(np.uint8)[:, : length + 1]
+        blob = np.ascontiguousarray(block).tobytes()
         if blob.count(b"\x00") == m:
             strings = blob.decode("utf-8").split("\x00")
             strings.pop()
