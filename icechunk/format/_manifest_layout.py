@@ -11,7 +11,7 @@ How: the builder writes back to front; its output is fully determined by the run
 ``off`` (bytes written so far, counted from the buffer end).  Per chunk ref it writes the
 index vector, the payload vectors/strings, the ``ChunkRef`` table and, the first time a
 (field set, table size) combination occurs, a vtable.  All sizes are known up front except
-three alignment paddings, which only depend on ``off`` modulo 8:
+two alignment paddings, which only depend on ``off`` modulo 8:
 
 - the index vector pad (non-zero only right after a vtable whose size is 2 mod 4),
 - the pad in front of the table's first u64 field (0 or 4), which changes the table size and
@@ -21,10 +21,13 @@ We therefore scan refs window by window, computing ``off mod 8`` for every ref w
 cumulative sum that restarts at each table holding a u64 field, until the first ref whose
 vtable does not exist yet; the builder would write that vtable right after it, so the scan
 resumes there.  New vtables are rare (typically 2 to 4 per array), so this is a few
-vectorized passes.  With all paddings known, every object's offset is a cumulative sum and
-the bytes are filled with numpy scatters into one block, which is spliced into a real
-``flatbuffers.Builder`` that then writes the small tables around it (``ArrayManifest``,
-vectors, ``Manifest``) and the root, with its vtable de-duplication seeded with ours.
+vectorized passes.  With all paddings known, every ref's bytes form a *record* whose layout
+depends only on its field set, paddings and payload sizes; records are filled through
+numpy structured dtypes, straight into the ``flatbuffers.Builder``'s own buffer: long runs
+of same-layout refs through one strided view, the rest group by group with one 2-D scatter
+of 32-bit words.  The builder then writes the small objects around them
+(``ArrayManifest``, vectors, ``Manifest``, root) itself, its vtable de-duplication seeded
+with ours.
 """
 
 from __future__ import annotations
@@ -365,12 +368,12 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
             k = j0 + stop - 1
             code = int(codes[stop - 1])
             sh = int(shape[k])
-            key = _builder_key(sh, int(pc[stop - 1] + base[k]))
-            existing = b.vtables.get(key)
+            vt_key = _builder_key(sh, int(pc[stop - 1] + base[k]))
+            existing = b.vtables.get(vt_key)
             if existing is None:
                 vtnew[k] = _VTLEN[sh]
                 off += int(_VTLEN[sh])
-                b.vtables[key] = off
+                b.vtables[vt_key] = off
                 existing = off
             vt_of_code[code] = existing
             known[code] = True
@@ -395,13 +398,13 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
     # group refs by record layout
     key = shape | (pad_a << 8) | ((pad_c >> 2) << 10) | ((vtnew > 0).astype(np.int64) << 11)
     radix = 1 << 12
-    for size in psize:
-        if size is None:
+    for padded_size in psize:
+        if padded_size is None:
             continue
-        top = int(size.max(initial=0)) // 4 + 1
+        top = int(padded_size.max(initial=0)) // 4 + 1
         if radix * top >= 1 << 62:
             raise OverflowError("chunk ref payloads too large")
-        key = key + radix * (size // 4)
+        key = key + radix * (padded_size // 4)
         radix *= top
     records: dict[int, _Record] = {}
 
@@ -459,6 +462,9 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
     return x_tab
 
 
+_IN_PLACE = True  # tests switch it off to exercise the scratch-block path
+
+
 def _output(b: flatbuffers.Builder, start_off: int, end_off: int) -> tuple[np.ndarray, int, bool]:
     """Where to write builder offsets ``(start_off, end_off]``: ``(bytes, end, in_place)``.
 
@@ -469,7 +475,7 @@ def _output(b: flatbuffers.Builder, start_off: int, end_off: int) -> tuple[np.nd
     _reserve(b, end_off - start_off)
     blk = np.frombuffer(b.Bytes, dtype=np.uint8)
     end = blk.shape[0]
-    if end % 8 == 0 and blk.ctypes.data % 8 == 0:
+    if _IN_PLACE and end % 8 == 0 and blk.ctypes.data % 8 == 0:
         return blk, end, True
     end = -(-end_off // 8) * 8
     return np.zeros(end - start_off // 8 * 8, dtype=np.uint8), end, False

@@ -234,6 +234,7 @@ def _assert_aligned(buf: bytes) -> None:
     algorithm=st.sampled_from([None, 0]),
     with_dictionary=st.booleans(),
     min_run=st.sampled_from([2, 5, layout._MIN_RUN]),
+    in_place=st.booleans(),
 )
 def test_vectorized_writer_matches_builder(
     nodes: list[bytes],
@@ -241,13 +242,14 @@ def test_vectorized_writer_matches_builder(
     algorithm: int | None,
     with_dictionary: bool,
     min_run: int,
+    in_place: bool,
 ) -> None:
     arrays = [data.draw(oracle_arrays(n)) for n in sorted(nodes)]
     mid = data.draw(st.binary(min_size=12, max_size=12))
     dictionary = data.draw(st.binary(max_size=40)) if with_dictionary else None
     expected = oracle_build(mid, arrays, compression_algorithm=algorithm, dictionary=dictionary)
-    saved = layout._MIN_RUN
-    layout._MIN_RUN = min_run
+    saved = layout._MIN_RUN, layout._IN_PLACE
+    layout._MIN_RUN, layout._IN_PLACE = min_run, in_place
     try:
         got = bytes(
             build_manifest_buffer(
@@ -258,7 +260,7 @@ def test_vectorized_writer_matches_builder(
             )
         )
     finally:
-        layout._MIN_RUN = saved
+        layout._MIN_RUN, layout._IN_PLACE = saved
     assert got == expected
     _assert_aligned(got)
     # the vectorized reader agrees with the per-ref Table reader
