@@ -180,6 +180,13 @@ def _repeats(locations: Segments) -> np.ndarray | None:
         return None
     lengths = locations.lengths
     same_length = lengths[1:] == lengths[:-1]
+    shared = same_length & (locations.starts[1:] == locations.starts[:-1])
+    if shared.any():
+        # pack_strings stored repeated strings once: same bytes, no comparison needed
+        # (a repeat that does not share its bytes is merely compressed again)
+        repeats = np.zeros(n, dtype=bool)
+        repeats[1:] = shared
+        return repeats
     sample = np.unique(np.linspace(0, n - 2, num=min(n - 1, 256)).astype(np.int64))
     sample = sample[same_length[sample]]
     hits = sum(locations.item(i) == locations.item(i + 1) for i in sample.tolist())

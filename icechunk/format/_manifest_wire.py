@@ -14,6 +14,7 @@ group is one 2-D fancy-index operation instead of a per-ref Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,10 +286,37 @@ def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
     return out
 
 
+# Lists at least this long are checked for repeated values (virtual refs usually point to a
+# few files: a million refs may hold a thousand distinct locations).
+DEDUP_FROM = 4096
+_DEDUP_SAMPLE = 2048
+
+
+def factorize(values: list[Hashable]) -> tuple[list[Hashable], np.ndarray] | None:
+    """``(distinct values in first-seen order, index of each value)``, or None.
+
+    None when the list is short or mostly distinct (then de-duplicating does not pay).  The
+    work is two C-level passes over the list (``dict.fromkeys`` and a ``map``).
+    """
+    n = len(values)
+    if n < DEDUP_FROM or len(set(values[:_DEDUP_SAMPLE])) > _DEDUP_SAMPLE // 2:
+        return None
+    codes: dict[Hashable, int] = dict.fromkeys(values)  # type: ignore[assignment]
+    if len(codes) > n // 2:
+        return None
+    for i, key in enumerate(codes):
+        codes[key] = i
+    inverse = np.fromiter(map(codes.__getitem__, values), dtype=np.int64, count=n)
+    return list(codes), inverse
+
+
 def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:
     """UTF-8 encode a list of strings (one per entry of ``rows``) into one blob.
 
     The common all-ASCII case is one ``join`` and one ``encode`` instead of a call per string.
+    Long lists with many repeats encode each distinct string once: repeated strings then
+    share their bytes in the blob (same start), which lets later stages skip repeated work
+    by comparing starts instead of bytes.
 
     Raises
     ------
@@ -297,6 +325,13 @@ def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:
     UnicodeEncodeError
         If a value cannot be encoded (lone surrogates).
     """
+    distinct = factorize(values)  # type: ignore[arg-type]
+    if distinct is not None:
+        uniq, inverse = distinct
+        packed = pack_strings(np.arange(len(uniq), dtype=np.int64), uniq)  # type: ignore[arg-type]
+        return Segments(
+            np.asarray(rows, dtype=np.int64), packed.data, packed.starts[inverse], packed.lengths[inverse]
+        )
     joined = "".join(values)
     if not joined.isascii():
         return Segments.from_bytes_list(rows, [v.encode("utf-8") for v in values])
