@@ -224,7 +224,7 @@ def progressions(pos: np.ndarray) -> list[tuple[int, int, int]] | None:
         return None
     diff = np.diff(pos)
     cuts = np.flatnonzero(diff[1:] != diff[:-1]) + 1
-    if cuts.shape[0] > max(8, m >> 6):
+    if cuts.shape[0] > max(8, m >> 11):
         return None
     bounds = [0, *cuts.tolist(), m]
     steps = diff[np.minimum(np.array(bounds[:-1]), m - 2)].tolist()
