@@ -400,3 +400,33 @@ def test_in_memory_container_reads_through_fsspec(tmp_path: Path) -> None:
         arr[10:20]
     assert err.value.kind == ErrorKind.VIRTUAL_CHUNK_MODIFIED
     fs.rm("/vtest/bucket/f.bin")
+
+
+def test_pickled_sessions_and_repositories_keep_virtual_access(tmp_path: Path, data_dir: Path) -> None:
+    repo = _repo(tmp_path, f"file://{data_dir}/")
+    session = repo.writable_session("main")
+    _array(session)
+    session.store.set_virtual_refs_arr(
+        "a", (10,), [_url(data_dir / "f.bin")] * 10, 8 + 40 * np.arange(10), np.full(10, 40)
+    )
+    session.commit("refs")
+    ro = pickle.loads(pickle.dumps(repo.readonly_session("main")))  # e.g. sent to a dask worker
+    np.testing.assert_array_equal(zarr.open_array(ro.store, path="a")[:], VALUES)
+    again = pickle.loads(pickle.dumps(repo))
+    assert again.authorized_virtual_container_prefixes == {f"file://{data_dir}/"}
+    np.testing.assert_array_equal(zarr.open_array(again.readonly_session("main").store, path="a")[:], VALUES)
+
+
+def test_one_reader_per_container_and_host(tmp_path: Path, data_dir: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "g.bin").write_bytes(RAW)
+    repo = _repo(tmp_path, f"file://{data_dir}/", f"file://{other}/")
+    session = repo.writable_session("main")
+    arr = _array(session)
+    for i in range(10):
+        target = data_dir / "f.bin" if i % 2 else other / "g.bin"
+        session.store.set_virtual_ref(f"a/c/{i}", _url(target), offset=(8 if i % 2 else 0) + 40 * i, length=40)
+    np.testing.assert_array_equal(arr[:], VALUES)
+    np.testing.assert_array_equal(arr[:], VALUES)
+    assert len(repo._engine.virtual._readers) == 2  # reused across chunks and reads
