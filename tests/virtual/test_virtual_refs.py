@@ -155,9 +155,9 @@ def test_set_virtual_refs_arr(tmp_path: Path, data_dir: Path) -> None:
     np.testing.assert_array_equal(got[0:2, 5:10], -1)
     np.testing.assert_array_equal(got[2:4, 0:5].ravel(), VALUES[20:30])
     np.testing.assert_array_equal(got[2:4, 5:10], -1)  # "" = no chunk
-    # arr_offset shifts the block: one row of chunks at chunk row 1
+    # arr_offset shifts the block: one row of chunks at chunk row 1 (locations as a numpy array)
     assert session.store.set_virtual_refs_arr(
-        "m", (1, 2), [url, url], np.array([128, 168]), np.array([40, 40]), arr_offset=(1, 0)
+        "m", (1, 2), np.array([url, url]), np.array([128, 168]), np.array([40, 40]), arr_offset=(1, 0)
     ) is None
     np.testing.assert_array_equal(arr[2:4, 0:5].ravel(), VALUES[30:40])
     np.testing.assert_array_equal(arr[2:4, 5:10].ravel(), VALUES[40:50])
