@@ -92,12 +92,13 @@ async def _array_manifests(
         return ()
     edges = split_edges(node.path, meta.dimension_names, meta.num_chunks, engine.config.splitting)
     boxes = split_extents(edges)
-    if len(boxes) <= 1:
-        return (await writer.write(refs),)
-    ids = split_ids(refs.coords, edges)
-    touched = (
-        set(split_ids(changes.table().coords, edges).tolist()) if changed and changes else set()
-    )
+    ids = split_ids(refs.coords, edges) if len(boxes) > 1 else np.zeros(len(refs), dtype=np.int64)
+    if changed and changes:
+        touched = set(split_ids(changes.table().coords, edges).tolist()) if len(boxes) > 1 else {0}
+    else:
+        touched = set()
+    if node.base is None or node.base.array is None or len(node.base.array.shape) != meta.ndim:
+        base_refs = ()
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="left")
@@ -106,22 +107,60 @@ async def _array_manifests(
     for box_id, box in enumerate(boxes):
         if starts[box_id] == stops[box_id]:
             continue
-        reusable = [
-            m for m in base_refs
-            if all(lo <= a and b <= hi for (a, b), (lo, hi) in zip(m.extents, box, strict=True))
-        ]
-        rows = order[starts[box_id] : stops[box_id]]
-        if (
-            not rewrite_all
-            and box_id not in touched
-            and len(reusable) == 1
-            and _extents(refs.coords[rows]) == reusable[0].extents
-            and len(rows) == _manifest_rows(engine, reusable[0].manifest_id)
-        ):
-            jobs.append(reusable[0])
-            continue
-        jobs.append(asyncio.ensure_future(writer.write(refs.take(np.sort(rows)))))
+        rows = np.sort(order[starts[box_id] : stops[box_id]])
+        if not rewrite_all and box_id not in touched:
+            # FORMAT.md §6.2: untouched split -> reuse the old manifests lying inside it;
+            # rows of partially overlapping ones are rewritten restricted to the split
+            reused, rest = _reusable(engine, base_refs, box, refs.coords[rows])
+            if reused is not None:
+                jobs.extend(reused)
+                if len(rest):
+                    jobs.append(asyncio.ensure_future(writer.write(refs.take(rows[rest]))))
+                continue
+        jobs.append(asyncio.ensure_future(writer.write(refs.take(rows))))
     return tuple([j if isinstance(j, ManifestRef) else await j for j in jobs])
+
+
+def _in_extents(coords: np.ndarray, extents: tuple[tuple[int, int], ...]) -> np.ndarray:
+    mask = np.ones(len(coords), dtype=bool)
+    for d, (lo, hi) in enumerate(extents):
+        mask &= (coords[:, d] >= lo) & (coords[:, d] < hi)
+    return mask
+
+
+def _overlap(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    return all(lo1 < hi2 and lo2 < hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b, strict=True))
+
+
+def _reusable(
+    engine: SessionEngine,
+    base_refs: tuple[ManifestRef, ...],
+    box: tuple[tuple[int, int], ...],
+    coords: np.ndarray,
+) -> tuple[list[ManifestRef] | None, np.ndarray]:
+    """Old manifests reusable as-is for a split box, and the rows (indices) left to write.
+
+    Returns ``(None, ...)`` when the box must be written from scratch (nothing reusable, or
+    the leftover rows would overlap a reused manifest's extents).
+    """
+    covered = np.zeros(len(coords), dtype=bool)
+    reused: list[ManifestRef] = []
+    for mref in base_refs:
+        if not all(lo <= a and b <= hi for (a, b), (lo, hi) in zip(mref.extents, box, strict=True)):
+            continue
+        mine = _in_extents(coords, mref.extents)
+        count = int(mine.sum())
+        if count and count == _manifest_rows(engine, mref.manifest_id) and _extents(coords[mine]) == mref.extents:
+            reused.append(mref)
+            covered |= mine
+    if not reused:
+        return None, np.zeros(0, dtype=np.int64)
+    rest = np.flatnonzero(~covered)
+    if len(rest):
+        rest_extents = _extents(coords[rest])
+        if any(_overlap(rest_extents, m.extents) for m in reused):
+            return None, rest
+    return reused, rest
 
 
 def _manifest_rows(engine: SessionEngine, mid: ManifestId) -> int:
