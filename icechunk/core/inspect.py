@@ -89,6 +89,7 @@ async def inspect_repo_info(repo: RepoEngine) -> dict[str, Any]:
                 "flushed_at": _iso(e.flushed_at),
                 "message": e.message,
                 "metadata": dict(e.metadata),
+                "pruned_ancestor_tx_logs": [str(s) for s in e.pruned_ancestor_tx_logs or ()],
             }
             for e in sorted(info.snapshots.values(), key=lambda e: bytes(e.id))
         ],
@@ -101,15 +102,42 @@ async def inspect_repo_info(repo: RepoEngine) -> dict[str, Any]:
 
 
 async def inspect_transaction_log(repo: RepoEngine, sid: SnapshotId) -> dict[str, Any]:
+    """What one commit changed, as node ids.
+
+    When expiration re-parented the snapshot (spec 2.1 ``pruned_ancestor_tx_logs``), the
+    logs of the pruned ancestors are merged in, oldest first, and a ``synthetic_composite``
+    key says which logs were merged and which were missing.
+    """
+    from icechunk.core.commit import merge_logs
+    from icechunk.core.repo_state import RepoInfoRefs
+
     try:
         log = await repo.transaction_log(sid)
     except SnapshotNotFoundError:
         raise SnapshotNotFoundError(f"no transaction log for snapshot {sid}", ErrorKind.SNAPSHOT_NOT_FOUND) from None
+    pruned: tuple[SnapshotId, ...] = ()
+    if isinstance(repo.state, RepoInfoRefs):
+        entry = (await repo.state.info()).snapshots.get(sid)
+        pruned = tuple(entry.pruned_ancestor_tx_logs or ()) if entry is not None else ()
+    merged: list[str] = []
+    missing: list[str] = []
+    if pruned:
+        composite = None
+        for old in pruned:
+            try:
+                older = await repo.transaction_log(old)
+            except SnapshotNotFoundError:
+                missing.append(str(old))
+                continue
+            composite = older if composite is None else merge_logs(sid, composite, older)
+            merged.append(str(old))
+        if composite is not None:
+            log = merge_logs(sid, composite, log)
 
     def ids(values: list[Any]) -> list[str]:
         return [str(v) for v in values]
 
-    return {
+    out: dict[str, Any] = {
         "new_groups": ids(log.new_groups),
         "new_arrays": ids(log.new_arrays),
         "deleted_groups": ids(log.deleted_groups),
@@ -121,3 +149,13 @@ async def inspect_transaction_log(repo: RepoEngine, sid: SnapshotId) -> dict[str
             {"from": m.from_path, "to": m.to_path, "node_id": str(m.node_id)} for m in (log.moved_nodes or [])
         ],
     }
+    if pruned:
+        out["synthetic_composite"] = {
+            "note": (
+                "expiration removed ancestors of this snapshot; their transaction logs are "
+                "merged into this view, oldest first"
+            ),
+            "merged_pruned_ancestor_tx_logs": merged,
+            "missing_tx_logs": missing,
+        }
+    return out
