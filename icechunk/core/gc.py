@@ -16,17 +16,17 @@ ids (:class:`ChunkIdSet`); the storage listing is consumed in batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
-from icechunk._errors import ErrorKind, InvalidInputError, ReadOnlyError
+from icechunk._errors import ErrorKind, ReadOnlyError
 from icechunk.core.progress import Progress
 from icechunk.core.reachability import ChunkIdSet, iter_manifests, iter_snapshots
 from icechunk.core.repo_state import RepoInfoRefs
-from icechunk.format.ids import ChunkId, ManifestId, SnapshotId
+from icechunk.format.ids import ManifestId, SnapshotId
 from icechunk.format.manifest import RefKind
 from icechunk.format.repo_info import Availability, GCRan, RepoInfo
 from icechunk.storage._abc import ObjectInfo, Storage
@@ -114,56 +114,81 @@ async def find_reachable(
     return Reachable(snapshots, tx_logs, set(manifests), chunks)
 
 
-def _parse_id(key: str, prefix: str, cls: type) -> object | None:
-    try:
-        return cls.parse(key[len(prefix) :])
-    except (InvalidInputError, ValueError):
-        return None  # not an object of ours (FORMAT.md §1.3: ignored when listing)
+def _decode_table() -> np.ndarray:
+    from icechunk.format.ids import _DECODE
+
+    table = np.full(256, 255, dtype=np.uint8)
+    for ch, value in _DECODE.items():
+        table[ord(ch)] = value
+    return table
+
+
+_CROCKFORD = _decode_table()
+_SHIFTS = np.arange(4, -1, -1, dtype=np.uint8)
+
+
+def decode_names(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized Crockford decoding of 20-character object names.
+
+    Returns ``(ids, valid)``: ``(n, 12)`` uint8 ids and a mask of the names that are ids
+    (others are not objects of ours and are ignored, FORMAT.md §1.3).
+    """
+    n = len(names)
+    ok = np.fromiter((len(x) == 20 and x.isascii() for x in names), dtype=bool, count=n)
+    text = b"".join(x.encode("ascii") if good else b"0" * 20 for x, good in zip(names, ok.tolist(), strict=True))
+    values = _CROCKFORD[np.frombuffer(text, dtype=np.uint8).reshape(n, 20)]
+    ok &= np.all(values != 255, axis=1)
+    bits = ((values[:, :, None] >> _SHIFTS) & 1).reshape(n, 100)[:, :96]
+    return np.packbits(bits, axis=1), ok
+
+
+def _id_set(ids: Iterable[bytes]) -> ChunkIdSet:
+    out = ChunkIdSet()
+    raw = b"".join(bytes(i) for i in ids)
+    out.add(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 12))
+    return out
 
 
 async def _sweep(
     storage: Storage,
     prefix: str,
-    cls: type,
-    is_reachable: Callable[[list[object]], np.ndarray],
+    reachable: ChunkIdSet,
     cutoff: datetime,
     dry_run: bool,
-    exact_count: bool,
     bar: Progress,
 ) -> tuple[int, int]:
     """Delete unreachable objects under ``prefix`` older than the cutoff: (count, bytes)."""
     count = 0
     size = 0
-    batch: list[tuple[object, ObjectInfo]] = []
+    batch: list[ObjectInfo] = []
     doomed: list[str] = []
 
     async def flush_deletes(force: bool) -> None:
         nonlocal doomed
-        if doomed and (force or len(doomed) >= _DELETE_BATCH):
+        while doomed and (force or len(doomed) >= _DELETE_BATCH):
+            head, doomed = doomed[:_DELETE_BATCH], doomed[_DELETE_BATCH:]
             if not dry_run:
-                await storage.delete_many(doomed, exact_count=exact_count)
-            doomed = []
+                # object stores cannot count deletions without a HEAD per key: count ourselves
+                await storage.delete_many(head, exact_count=False)
 
     async def judge() -> None:
         nonlocal batch, count, size
         if not batch:
             return
-        keep = is_reachable([oid for oid, _ in batch])
-        for (_, info), reachable in zip(batch, keep.tolist(), strict=True):
-            if reachable or info.created_at is None or info.created_at >= cutoff:
+        ids, valid = decode_names([info.key[len(prefix) :] for info in batch])
+        keep = reachable.contains(ChunkIdSet.as_s12(ids)) | ~valid
+        for info, kept in zip(batch, keep.tolist(), strict=True):
+            if kept or info.created_at is None or info.created_at >= cutoff:
                 continue
             doomed.append(info.key)
             count += 1
             size += info.size_bytes
-            bar.update()
-            await flush_deletes(False)
+        bar.update(len(batch))
         batch = []
+        await flush_deletes(False)
 
     async for info in storage.list_prefix(prefix):
-        oid = _parse_id(info.key, prefix, cls)
-        if oid is None:
-            continue
-        batch.append((oid, info))
+        batch.append(info)
         if len(batch) >= _LIST_BATCH:
             await judge()
     await judge()
@@ -212,29 +237,18 @@ async def garbage_collect(
         show_progress=show_progress,
     )
 
-    def in_set(ids: set[SnapshotId] | set[ManifestId]) -> Callable[[list[object]], np.ndarray]:
-        return lambda batch: np.fromiter((oid in ids for oid in batch), dtype=bool, count=len(batch))
-
-    def chunk_reachable(batch: list[object]) -> np.ndarray:
-        raw = np.frombuffer(b"".join(bytes(oid) for oid in batch), dtype=np.uint8).reshape(-1, 12)  # type: ignore[call-overload]
-        return reachable.chunks.contains(ChunkIdSet.as_s12(raw))
-
-    # object stores cannot count deletions without a HEAD per key: count what we submit
-    exact = False
     result = GCResult()
-    with Progress("gc: deleting", None, enabled=show_progress) as bar:
+    with Progress("gc: listing", None, enabled=show_progress) as bar:
         result.snapshots_deleted, b1 = await _sweep(
-            storage, "snapshots/", SnapshotId, in_set(reachable.snapshots), cutoff, dry_run, exact, bar
+            storage, "snapshots/", _id_set(reachable.snapshots), cutoff, dry_run, bar
         )
         result.transaction_logs_deleted, b2 = await _sweep(
-            storage, "transactions/", SnapshotId, in_set(reachable.transaction_logs), cutoff, dry_run, exact, bar
+            storage, "transactions/", _id_set(reachable.transaction_logs), cutoff, dry_run, bar
         )
         result.manifests_deleted, b3 = await _sweep(
-            storage, "manifests/", ManifestId, in_set(reachable.manifests), cutoff, dry_run, exact, bar
+            storage, "manifests/", _id_set(reachable.manifests), cutoff, dry_run, bar
         )
-        result.chunks_deleted, b4 = await _sweep(
-            storage, "chunks/", ChunkId, chunk_reachable, cutoff, dry_run, exact, bar
-        )
+        result.chunks_deleted, b4 = await _sweep(storage, "chunks/", reachable.chunks, cutoff, dry_run, bar)
     result.bytes_deleted = b1 + b2 + b3 + b4
     if not dry_run and isinstance(state, RepoInfoRefs):
         await state.update(lambda _info: GCRan())
