@@ -226,7 +226,8 @@ class ChunkIdSet:
             return np.zeros(len(ids), dtype=bool)
         pos = np.searchsorted(self._sorted, ids)
         pos = np.minimum(pos, len(self._sorted) - 1)
-        return self._sorted[pos] == ids
+        found: np.ndarray = self._sorted[pos] == ids
+        return found
 
 
 @dataclass(frozen=True, slots=True)
