@@ -3,20 +3,19 @@
 The plan is a pure function of the snapshot graph and the refs, so the spec-2 path can
 recompute it inside the repo-info update loop (it runs again after every lost race).
 
-Rules:
+Rules (checked against the reference implementation, Icechunk 2.2):
 
 - Refs are visited tags first, then branches, each in lexicographic order.  A ref whose tip
   was written strictly before the cutoff is deleted when ``delete_expired_*`` asks for it —
   never ``main``, never a ref pointing at a root.  Every other tip is kept.
 - The *heads* are the kept tips, plus (spec 2) every listed snapshot written at or after the
-  cutoff (detached snapshots of forks and flushes in progress are never touched).
-- A head keeps every ancestor written at or after the cutoff and the root of its history;
-  the other ancestors are skipped.  A kept snapshot whose parent was skipped is re-parented
-  onto its nearest kept ancestor (normally the root) and its ``pruned_ancestor_tx_logs``
-  receives, oldest first, each skipped snapshot's own list followed by its id.
-- Spec 2 drops every listed snapshot no head keeps.  The returned ids are the snapshots
-  skipped from some history plus those dropped; some of them may still be the tip of a
-  kept ref (so they are not necessarily collectable).
+  cutoff (detached snapshots of forks and flushes in progress are kept), plus the roots.
+- Walking a head's history, a parent that is young, a kept tip or a root stays.  The first
+  parent that is old and kept by no ref leaves the history together with everything older:
+  the snapshot is re-parented onto the root, and its ``pruned_ancestor_tx_logs`` receives,
+  oldest first, each removed ancestor's own list followed by its id.
+- Every snapshot no head keeps is expired: spec 2 drops it from the snapshot list.  The
+  returned ids are exactly those.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ class ExpirationPlan:
     retained
         Every snapshot some head keeps.
     expired
-        The ids reported to the user (skipped from a history, or dropped).
+        Snapshots no head keeps (dropped from the spec-2 snapshot list).
     deleted_branches, deleted_tags
         Refs removed because their tip expired.
     """
@@ -94,9 +93,9 @@ def plan_expiration(
                 raise FormatError(f"{kind} {name!r} points to unknown snapshot {tip}", ErrorKind.SNAPSHOT_NOT_FOUND)
             if delete and old(tip) and not (kind == "branch" and name == "main"):
                 (plan.deleted_tags if kind == "tag" else plan.deleted_branches).append(name)
-                plan.expired.add(tip)
                 continue
             heads.append(tip)
+    kept_tips = set(heads)
     if young_snapshots_are_heads:
         heads.extend(
             sid for sid, node in sorted(graph.items(), key=lambda kv: bytes(kv[0]))
@@ -104,31 +103,36 @@ def plan_expiration(
         )
     heads.extend(sorted(roots, key=bytes))
 
+    def node_of(sid: SnapshotId) -> SnapshotGraphNode:
+        found = graph.get(sid)
+        if found is None:
+            raise FormatError(f"snapshot {sid} is missing from the history", ErrorKind.SNAPSHOT_NOT_FOUND)
+        return found
+
     visited: set[SnapshotId] = set()
     for head in heads:
         current: SnapshotId | None = head
         while current is not None and current not in visited:
             visited.add(current)
             node = graph[current]
-            skipped: list[SnapshotId] = []
             parent = node.parent
-            while parent is not None and old(parent):
+            if parent is None or not old(parent) or parent in kept_tips:
+                current = parent  # a young ancestor, a kept tip or the root: history goes on
+                continue
+            # the first old ancestor that no ref keeps: it and everything older leave this history
+            skipped: list[SnapshotId] = []
+            while parent is not None and node_of(parent).parent is not None:
                 skipped.append(parent)
-                parent_node = graph.get(parent)
-                if parent_node is None:
-                    raise FormatError(f"snapshot {parent} is missing from the history", ErrorKind.SNAPSHOT_NOT_FOUND)
-                parent = parent_node.parent
-            if skipped:
-                pruned: list[SnapshotId] = []
-                for sid in reversed(skipped):  # oldest first
-                    pruned.extend(graph[sid].pruned)
-                    pruned.append(sid)
-                pruned.extend(node.pruned)
-                plan.reparented[current] = (parent, tuple(pruned))
-                plan.expired.update(skipped)
+                parent = node_of(parent).parent
+            pruned: list[SnapshotId] = []
+            for sid in reversed(skipped):  # oldest first
+                pruned.extend(graph[sid].pruned)
+                pruned.append(sid)
+            pruned.extend(node.pruned)
+            plan.reparented[current] = (parent, tuple(pruned))
             current = parent
     plan.retained = visited
-    plan.expired.update(sid for sid in graph if sid not in visited)
+    plan.expired = {sid for sid in graph if sid not in visited}
     return plan
 
 

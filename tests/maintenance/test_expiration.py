@@ -72,6 +72,22 @@ def test_plan_tips_roots_and_ref_deletion() -> None:
     assert plan.expired == {S["a"], S["x"], S["t"]}
 
 
+def test_plan_history_goes_on_through_kept_tips() -> None:
+    # root - a(10) - b(20) - c(30) - d(50); tags on b and c; cutoff 40
+    graph = _graph({"root": (None, 0), "a": ("root", 10), "b": ("a", 20), "c": ("b", 30), "d": ("c", 50)})
+    plan = plan_expiration(graph, {"main": S["d"]}, {"tb": S["b"], "tc": S["c"]}, 40)
+    # d -> c (a kept tip) -> b (a kept tip) stay; a (old, untagged) is cut off
+    assert plan.reparented == {S["b"]: (S["root"], (S["a"],))}
+    assert plan.expired == {S["a"]}
+    # without the tag on c, d's history is cut at c and tagged b leaves it too
+    plan = plan_expiration(graph, {"main": S["d"]}, {"tb": S["b"]}, 40)
+    assert plan.reparented == {
+        S["d"]: (S["root"], (S["a"], S["b"], S["c"])),
+        S["b"]: (S["root"], (S["a"],)),
+    }
+    assert plan.expired == {S["a"], S["c"]}
+
+
 def test_plan_keeps_young_detached_snapshots() -> None:
     graph = _graph({"root": (None, 0), "a": ("root", 10), "b": ("a", 20), "z": ("a", 50)})
     plan = plan_expiration(graph, {"main": S["b"]}, {}, 30)
@@ -114,8 +130,8 @@ def test_spec2_expiration_rewrites_only_repo(tmp_path) -> None:
     files_before = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
 
     expired = repo.expire_snapshots(cutoff, delete_expired_branches=True)
-    # skipped from main's history, or the tip of a deleted branch; "one" is still tagged
-    assert expired == {first, second, feature}
+    # dropped from the list; "one" left main's history but is still tagged, so it stays
+    assert expired == {second, feature}
     assert repo.lookup_snapshot(first).message == "one"
     assert repo.list_branches() == {"main"}  # the feature tip expired
     assert repo.list_tags() == {"keep"}  # tags are only deleted on request
@@ -181,9 +197,9 @@ def test_expiration_of_unreachable_snapshots_and_async_twin() -> None:
     assert detached in expired
     with pytest.raises(ic.SnapshotNotFoundError):
         repo.lookup_snapshot(detached)
-    # kept (young), re-parented onto the root like every surviving history
-    assert repo.lookup_snapshot(young).parent_id == "1CECHNKREP0F1RSTCMT0"
-    assert repo.lookup_snapshot(repo.lookup_branch("main")).message == "one"  # main's old tip kept
+    # kept (young); its parent is main's tip, which is kept too (as the reference does)
+    assert repo.lookup_snapshot(young).parent_id == repo.lookup_branch("main")
+    assert repo.lookup_snapshot(repo.lookup_branch("main")).message == "one"
     repo.reset_branch("main", young)  # still adoptable
     np.testing.assert_array_equal(zarr.open_array(repo.readonly_session("main").store, path="a")[:], 10)
 

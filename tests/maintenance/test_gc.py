@@ -17,6 +17,7 @@ import pytest
 import zarr
 
 import icechunk as ic
+from icechunk.format.ids import SnapshotId
 from icechunk.format.manifest import RefKind, decode_manifest
 from icechunk.format.repo_info import decode_repo_info
 from icechunk.format.snapshot import decode_snapshot
@@ -41,12 +42,20 @@ def _chunk_key(raw: bytes) -> str:
 
 
 def _expected_keep(root: Path) -> set[str]:
+    """Keys GC must keep, from the files with the format codecs only: the history of every
+    branch and tag (parents from the decoded repo info), what those snapshots use, and the
+    transaction logs their pruned_ancestor_tx_logs name."""
     info = decode_repo_info((root / "repo").read_bytes())
+    kept = set()
+    for tip in [*info.branches.values(), *info.tags.values()]:
+        while tip is not None and tip not in kept:
+            kept.add(tip)
+            tip = info.snapshots[tip].parent_id
     keep: set[str] = set()
-    for sid, entry in info.snapshots.items():
+    for sid in kept:
         keep.add(f"snapshots/{sid}")
         keep.add(f"transactions/{sid}")
-        keep.update(f"transactions/{p}" for p in entry.pruned_ancestor_tx_logs or ())
+        keep.update(f"transactions/{p}" for p in info.snapshots[sid].pruned_ancestor_tx_logs or ())
         snap = decode_snapshot((root / "snapshots" / str(sid)).read_bytes(), str(sid))
         for mfi in snap.manifest_files:
             keep.add(f"manifests/{mfi.id}")
@@ -223,6 +232,51 @@ def test_gc_memory_bounds_do_not_change_the_result(history) -> None:
     )
     assert wide == narrow
     assert wide.snapshots_deleted > 0
+
+
+def test_gc_drops_unreachable_listed_snapshots_and_reparents_young_ones(tmp_path: Path) -> None:
+    """What the reference (2.2) does: an old detached snapshot no ref reaches is deleted and
+    dropped from the repo info; a young snapshot built on it is re-parented onto the nearest
+    kept ancestor with the dropped one in its pruned_ancestor_tx_logs (whose log stays)."""
+    root = tmp_path / "repo"
+    repo = ic.Repository.create(
+        ic.local_filesystem_storage(str(root)), config=ic.RepositoryConfig(inline_chunk_threshold_bytes=0)
+    )
+    one = _write(repo, "main", {"x": np.arange(8)}, "one")  # two chunks
+    session = repo.writable_session("main")
+    zarr.open_array(session.store, path="x")[:] = 7
+    det = session.flush("det")
+    session = repo.writable_session("main")
+    zarr.open_array(session.store, path="x")[:] = 8
+    alone = session.flush("det alone")
+    _tick()
+    cutoff = datetime.now(UTC)
+    _tick()
+    repo.create_branch("tmp", det)
+    session = repo.writable_session("tmp")
+    zarr.open_array(session.store, path="x")[0:4] = 9  # keeps chunk 1 of "det"
+    young = session.commit("young on det")
+    repo.delete_branch("tmp")
+    before = _listing(root)
+
+    dry = repo.garbage_collect(cutoff, dry_run=True)
+    assert _listing(root) == before
+    summary = repo.garbage_collect(cutoff)
+    assert summary == dry
+    assert (summary.snapshots_deleted, summary.transaction_logs_deleted) == (2, 1)
+    assert summary.chunks_deleted == 3 and summary.manifests_deleted == 2
+    after = _listing(root)
+    assert f"snapshots/{det}" not in after and f"transactions/{det}" in after
+    assert f"snapshots/{alone}" not in after and f"transactions/{alone}" not in after
+    info = decode_repo_info((root / "repo").read_bytes())
+    assert {str(s) for s in info.snapshots} == {one, young, "1CECHNKREP0F1RSTCMT0"}
+    entry = info.snapshots[SnapshotId.parse(young)]
+    assert str(entry.parent_id) == one
+    assert [str(p) for p in entry.pruned_ancestor_tx_logs] == [det]
+    np.testing.assert_array_equal(
+        zarr.open_array(repo.readonly_session(snapshot_id=young).store, path="x")[:], [9] * 4 + [7] * 4
+    )
+    assert type(next(iter(repo.ops_log())).kind).__name__ == "GCRan"
 
 
 @pytest.mark.parametrize("spec", [1, 2])
