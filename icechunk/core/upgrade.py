@@ -23,9 +23,11 @@ non-root snapshot of main; per other branch (by name) ``BranchCreated`` at its t
 ``TagCreated`` at target time + 1 ms; per deleted tag ``TagCreated`` (+1 ms) and
 ``TagDeleted`` (+2 ms).
 
-The persisted config is ``config.yaml`` converted as-is to FlexBuffers (what current
-reference code does; the ``test-repo-v2-migrated`` fixture instead holds the runtime config
-merged with storage defaults, FORMAT.md §10 item 6).
+The persisted config is ``config.yaml`` converted to FlexBuffers with every top-level field
+and the S3 store options' defaults filled in — what Icechunk 2.2 writes (checked); the
+``test-repo-v2-migrated`` fixture (2.0.0-alpha.7) instead holds the runtime config merged
+with storage defaults (FORMAT.md §10 item 6).  Containers whose prefix current readers
+reject are kept, as the reference does.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from icechunk.core.repo_state import now_us
 from icechunk.format import refs as refs_format
 from icechunk.format.config_yaml import decode_config_yaml
 from icechunk.format.ids import SnapshotId
-from icechunk.format.repo_config import encode_repo_config
+from icechunk.format.repo_config import REPO_CONFIG_FIELDS, encode_repo_config
 from icechunk.format.repo_info import (
     Availability,
     BranchCreated,
@@ -80,6 +82,40 @@ class MigrationPlan:
     info: RepoInfo
     ref_objects: dict[str, bytes] = field(default_factory=dict)
     has_config_yaml: bool = False
+
+
+_S3_DEFAULTS: dict[str, Any] = {
+    "region": None,
+    "endpoint_url": None,
+    "anonymous": False,
+    "allow_http": False,
+    "force_path_style": False,
+    "network_stream_timeout_seconds": None,
+    "requester_pays": False,
+    "checksum_algorithm": None,
+}
+
+
+def complete_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """``config.yaml`` as the reference re-serializes it: every top-level field present and
+    S3-style store options with their defaults (containers are kept as written, even those
+    that current readers ignore)."""
+    out = {name: raw.get(name) for name in REPO_CONFIG_FIELDS}
+    out.update({k: v for k, v in raw.items() if k not in out})
+    containers = out.get("virtual_chunk_containers")
+    if isinstance(containers, dict):
+        completed = {}
+        for key, container in containers.items():
+            if isinstance(container, dict) and isinstance(container.get("store"), dict):
+                container = dict(container)
+                store = dict(container["store"])
+                for variant in ("s3", "s3_compatible", "tigris"):
+                    if isinstance(store.get(variant), dict):
+                        store[variant] = {**_S3_DEFAULTS, **store[variant]}
+                container["store"] = store
+            completed[key] = container
+        out["virtual_chunk_containers"] = completed
+    return out
 
 
 def _fail(message: str) -> SessionStateError:
@@ -219,7 +255,7 @@ async def plan_migration(storage: Storage, *, prefetch_concurrency: int | None =
     try:
         raw = decode_config_yaml(await storage.get(keys.CONFIG_YAML))
         has_yaml = True
-        config = encode_repo_config(raw)
+        config = encode_repo_config(complete_config(raw))
     except NotFoundError:
         pass
     migrated_at = max(now_us(), history[0].updated_at + 1)

@@ -73,8 +73,8 @@ def test_upgrade_matches_the_reference_migration(fixture_copy, fixtures_dir: Pat
         ((variant, options),) = container["store"].items()
         ((other_variant, other_options),) = other["store"].items()
         assert variant == other_variant
-        if isinstance(options, dict):
-            assert {k: v for k, v in other_options.items() if k in options} == options
+        if isinstance(options, dict):  # (2.0.0-alpha.7 had no checksum_algorithm field)
+            assert {k: v for k, v in options.items() if k in other_options} == other_options
 
     # every other file is untouched; refs/ and config.yaml are gone; nothing in overwritten/
     after = _tree(path)
@@ -109,6 +109,41 @@ def test_upgrade_matches_the_reference_migration(fixture_copy, fixtures_dir: Pat
     zarr.open_array(session.store, path="group1/small_chunks")[0] = 1
     session.commit("after upgrade")
     assert [type(u.kind).__name__ for u in new.ops_log()][:3] == ["NewCommit", "MetadataChanged", "RepoMigrated"]
+
+
+_S3 = {
+    "region": "us-east-1", "endpoint_url": "http://localhost:4200", "anonymous": False,
+    "allow_http": True, "force_path_style": True, "network_stream_timeout_seconds": None,
+    "requester_pays": False, "checksum_algorithm": None,
+}
+_TIGRIS = {
+    "region": None, "endpoint_url": "https://fly.storage.tigris.dev", "anonymous": False,
+    "allow_http": False, "force_path_style": False, "network_stream_timeout_seconds": None,
+    "requester_pays": False, "checksum_algorithm": None,
+}
+# the persisted config Icechunk 2.2.0 writes when it upgrades test-repo-v1 (decoded)
+REFERENCE_2_2_CONFIG = {
+    "inline_chunk_threshold_bytes": 12, "get_partial_values_concurrency": None,
+    "compression": None, "max_concurrent_requests": None, "caching": None, "storage": None,
+    "virtual_chunk_containers": {
+        "az": {"name": "az", "url_prefix": "az", "store": {"azure": {}}},
+        "file": {"name": "file", "url_prefix": "file", "store": {"local_file_system": ""}},
+        "gcs": {"name": "gcs", "url_prefix": "gcs", "store": {"gcs": {}}},
+        "s3": {"name": "s3", "url_prefix": "s3://testbucket", "store": {"s3_compatible": _S3}},
+        "tigris": {"name": "tigris", "url_prefix": "tigris", "store": {"tigris": _TIGRIS}},
+    },
+    "manifest": None, "previous_file": None, "repo_update_retries": None,
+    "num_updates_per_repo_info_file": None,
+}
+
+
+def test_config_matches_what_the_current_reference_writes(fixture_copy) -> None:
+    path = fixture_copy("test-repo-v1")
+    upgrade_icechunk_repository(_open(path), dry_run=False)
+    ours = decode_repo_info((path / "repo").read_bytes())
+    assert decode_repo_config(ours.config) == REFERENCE_2_2_CONFIG
+    # readers apply it like the spec-1 config.yaml: threshold 12, invalid containers ignored
+    assert _open(path).config.inline_chunk_threshold_bytes == 12
 
 
 def test_old_handle_is_invalidated(fixture_copy) -> None:
