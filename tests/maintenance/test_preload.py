@@ -21,7 +21,7 @@ def _repo(preload: ic.ManifestPreloadConfig | None) -> tuple[ic.Repository, dict
     manifests = {
         node["path"]: [m["id"] for m in node["manifest_refs"]]
         for node in repo.inspect_snapshot(sid)["nodes"]
-        if node["type"] == "array"
+        if node["node_type"] == "array"
     }
     config = ic.RepositoryConfig(manifest=ic.ManifestConfig(preload=preload)) if preload else None
     return ic.Repository.open(storage, config=config), manifests
