@@ -47,6 +47,9 @@ class ExpirationPlan:
         Snapshots no head keeps (dropped from the spec-2 snapshot list).
     deleted_branches, deleted_tags
         Refs removed because their tip expired.
+    released
+        Every snapshot cut off some history, plus the tips of deleted refs, whether or not
+        another ref still keeps it (what spec 1 reports, as the reference does).
     """
 
     reparented: dict[SnapshotId, tuple[SnapshotId | None, tuple[SnapshotId, ...]]] = field(
@@ -56,6 +59,7 @@ class ExpirationPlan:
     expired: set[SnapshotId] = field(default_factory=set)
     deleted_branches: list[str] = field(default_factory=list)
     deleted_tags: list[str] = field(default_factory=list)
+    released: set[SnapshotId] = field(default_factory=set)
 
 
 def plan_expiration(
@@ -93,6 +97,7 @@ def plan_expiration(
                 raise FormatError(f"{kind} {name!r} points to unknown snapshot {tip}", ErrorKind.SNAPSHOT_NOT_FOUND)
             if delete and old(tip) and not (kind == "branch" and name == "main"):
                 (plan.deleted_tags if kind == "tag" else plan.deleted_branches).append(name)
+                plan.released.add(tip)
                 continue
             heads.append(tip)
     kept_tips = set(heads)
@@ -130,6 +135,7 @@ def plan_expiration(
                 pruned.append(sid)
             pruned.extend(node.pruned)
             plan.reparented[current] = (parent, tuple(pruned))
+            plan.released.update(skipped)
             current = parent
     plan.retained = visited
     plan.expired = {sid for sid in graph if sid not in visited}
@@ -173,9 +179,11 @@ async def expire_snapshots(
 ) -> set[SnapshotId]:
     """Expire snapshots written before ``cutoff_us``; returns the expired ids.
 
-    Spec 2 rewrites only ``repo``, in one update logged as ``ExpirationRan``.  Spec 1 does
-    what Icechunk 1.x did: it rewrites the snapshot files of re-parented snapshots with their
-    new ``parent_id`` and deletes (branches) or tombstones (tags) expired refs.
+    Spec 2 rewrites only ``repo``, in one update logged as ``ExpirationRan``, and returns the
+    snapshots dropped from the list.  Spec 1 does what Icechunk 1.x (and 2.x on spec-1
+    repositories) does: it rewrites the snapshot files of re-parented snapshots with their
+    new ``parent_id``, deletes (branches) or tombstones (tags) expired refs, and returns every
+    snapshot cut off a history, including ones another ref still points to.
     """
     if isinstance(state, RepoInfoRefs):
         result: set[SnapshotId] = set()
@@ -228,4 +236,5 @@ async def _expire_spec1(
         await storage.delete_many([refs_format.branch_key(name)])
     for name in plan.deleted_tags:
         await storage.put(refs_format.tag_tombstone_key(name), b"", "create")
-    return plan.expired
+    # like the reference on spec 1: everything cut off a history (even if a ref still keeps it)
+    return plan.released | plan.expired
