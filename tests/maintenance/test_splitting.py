@@ -171,3 +171,39 @@ def test_rewrite_manifests_amend_and_errors(tmp_path) -> None:
     v1_sid = v1.rewrite_manifests("split v1", branch="main")
     assert len(_manifest_refs(v1, v1_sid, "/other")) == 4
     np.testing.assert_array_equal(_read(v1, "other"), DATA)
+
+
+def test_commit_reads_only_the_manifests_of_touched_splits() -> None:
+    from icechunk.testing._wrappers import _Wrapper
+
+    class CountingStorage(_Wrapper):
+        def __init__(self, inner) -> None:
+            super().__init__(inner)
+            self.manifest_reads: list[str] = []
+
+        async def get(self, key, byte_range=None):
+            if key.startswith("manifests/"):
+                self.manifest_reads.append(key)
+            return await self._inner.get(key, byte_range)
+
+        def with_settings(self, settings):
+            return self
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+        def __hash__(self) -> int:
+            return id(self)
+
+    inner = ic.in_memory_storage()
+    repo = ic.Repository.create(inner, config=_splitting({Cond.AnyArray(): {Dim.Any(): 1}}))
+    first = _create(repo)
+    counting = CountingStorage(inner)
+    repo = ic.Repository.open(counting)  # fresh caches
+    session = repo.writable_session("main")
+    zarr.open_array(session.store, path="split_arr")[4, 4] = -1.0  # chunk (1, 1) only
+    second = session.commit("one chunk")
+    touched = [m for m, e in _manifest_refs(repo, first, "/split_arr") if e == [[1, 2], [1, 2]]]
+    assert counting.manifest_reads == [f"manifests/{touched[0]}"]
+    before, after = _manifest_refs(repo, first, "/split_arr"), _manifest_refs(repo, second, "/split_arr")
+    assert sum(a == b for a, b in zip(before, after, strict=True)) == 15
