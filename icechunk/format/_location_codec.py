@@ -98,19 +98,29 @@ class LocationCompressor:
 
     python-zstandard's bulk API loops in C with the GIL released, so while the pool
     compresses, the caller can lay out the refs whose frames are ready
-    (:meth:`compressed` blocks until a range is done).  Use as a context manager.
+    (:meth:`compressed` blocks until a range is done).  A location equal to the previous one
+    (common: several chunks of one file) is compressed once, its frame reused; frames are
+    deterministic, so the output is the same.  Use as a context manager.
     """
 
     def __init__(self, locations: Segments, dictionary: bytes, level: int) -> None:
         self._locations = locations
         self._dict = zstandard.ZstdCompressionDict(dictionary)
         self._level = level
-        n = len(locations)
-        self._data = np.ascontiguousarray(locations.data)
+        repeats = _repeats(locations)
+        if repeats is None:
+            self._inverse = None
+            unique = locations
+        else:
+            self._inverse = np.cumsum(~repeats) - 1
+            unique = locations.take(np.flatnonzero(~repeats))
+        n = len(unique)
+        self._data = np.ascontiguousarray(unique.data)
         table = np.empty((n, 2), dtype=np.uint64)
-        table[:, 0] = locations.starts
-        table[:, 1] = locations.lengths
+        table[:, 0] = unique.starts
+        table[:, 1] = unique.lengths
         self._table = table
+        self._count = n
         workers = _threads(n)
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         starts = list(range(0, n, _CHUNK))
@@ -129,8 +139,12 @@ class LocationCompressor:
             self._pool.shutdown(wait=True)
 
     def _work(self, lo: int) -> tuple[np.ndarray, np.ndarray]:
-        hi = min(len(self._locations), lo + _CHUNK)
+        hi = min(self._count, lo + _CHUNK)
         cctx = zstandard.ZstdCompressor(level=self._level, dict_data=self._dict)
+        if not self._table[lo:hi, 1].any():
+            # only empty locations, which the bulk API refuses: they all get the same frame
+            frame = np.frombuffer(cctx.compress(b""), dtype=np.uint8)
+            return np.tile(frame, hi - lo), np.full(hi - lo, frame.shape[0], dtype=np.int64)
         frames = cctx.multi_compress_to_buffer(
             zstandard.BufferWithSegments(self._data, self._table[lo:hi].tobytes()), threads=0
         )
@@ -141,13 +155,46 @@ class LocationCompressor:
         return _CHUNK
 
     def compressed(self, lo: int, hi: int) -> Segments:
-        """Frames of locations ``lo:hi`` (multiples of :meth:`chunk_size`, or the end)."""
-        parts = [self._chunks[c].result() for c in range(lo // _CHUNK, -(-hi // _CHUNK))]
+        """Frames of locations ``lo:hi`` (waits for the chunks holding them)."""
+        if self._inverse is None:
+            first, last = lo, hi
+        else:
+            first, last = int(self._inverse[lo]), int(self._inverse[hi - 1]) + 1
+        c0, c1 = first // _CHUNK, -(-last // _CHUNK)
+        parts = [self._chunks[c].result() for c in range(c0, c1)]
         blob = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
         lengths = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
         offsets = np.zeros(lengths.shape[0], dtype=np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
-        return Segments(self._locations.rows[lo:hi], blob, offsets, lengths)
+        if self._inverse is None:
+            sel: np.ndarray | slice = slice(lo - c0 * _CHUNK, hi - c0 * _CHUNK)
+        else:
+            sel = self._inverse[lo:hi] - c0 * _CHUNK
+        return Segments(self._locations.rows[lo:hi], blob, offsets[sel], lengths[sel])
+
+
+def _repeats(locations: Segments) -> np.ndarray | None:
+    """Which locations equal the previous one; None when a sample says repeats are rare."""
+    n = len(locations)
+    if n < 2:
+        return None
+    lengths = locations.lengths
+    same_length = lengths[1:] == lengths[:-1]
+    sample = np.unique(np.linspace(0, n - 2, num=min(n - 1, 256)).astype(np.int64))
+    sample = sample[same_length[sample]]
+    hits = sum(locations.item(i) == locations.item(i + 1) for i in sample.tolist())
+    if hits * 10 < min(n - 1, 256):
+        return None
+    candidates = np.flatnonzero(same_length)
+    items = locations.to_list()
+    equal = np.fromiter(
+        (items[i] == items[i + 1] for i in candidates.tolist()),
+        dtype=bool,
+        count=candidates.shape[0],
+    )
+    repeats = np.zeros(n, dtype=bool)
+    repeats[candidates[equal] + 1] = True
+    return repeats
 
 
 class _Done:
@@ -321,8 +368,8 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
         raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
-        known = sizes >= 0
-        bulk = np.flatnonzero(known)
+        # zero-length outputs crash python-zstandard's bulk API (double free): done one by one
+        bulk = np.flatnonzero(sizes > 0)
         if bulk.shape[0]:
             part = frames if bulk.shape[0] == len(frames) else frames.take(bulk)
             result = dctx.multi_decompress_to_buffer(
@@ -335,9 +382,11 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
                 out = strings
             else:
                 out[bulk] = strings
-        for i in np.flatnonzero(~known).tolist():
-            # no content size in the frame header: let zstd enforce the cap
+        for i in np.flatnonzero(sizes <= 0).tolist():
+            # empty, or no content size in the frame header (then zstd enforces the cap)
             text = dctx.decompress(frames.item(i), max_output_size=MAX_LOCATION_BYTES)
+            if sizes[i] == 0 and text:
+                raise ValueError("compressed location longer than its declared size")
             out[i] = text.decode("utf-8")
     except zstandard.ZstdError as err:
         raise ValueError(f"cannot decompress location: {err}") from None

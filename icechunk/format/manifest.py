@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from flatbuffers.builder import BuilderSizeError
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
@@ -179,8 +180,16 @@ class ArrayManifest:
     - ``last_modified``: uint32 seconds, 0 = no checksum
 
     Treat the columns as read-only once the object is built: :meth:`find` caches a packed
-    copy of ``coords``.  Build instances with :meth:`from_columns` (sorts, de-duplicates and
-    normalises dtypes), :meth:`from_refs` or :meth:`empty`.
+    copy of ``coords``.
+
+    Building: :meth:`from_columns` (vectorized; sorts, de-duplicates with the last row
+    winning, normalises dtypes), :meth:`from_refs` (scalar refs), :meth:`empty`.
+    Lookup: :meth:`find` / :meth:`get` (one coordinate, a binary search on a cached packed
+    key), :meth:`find_many` (many at once), :meth:`ref`, :meth:`items`, :meth:`extents`
+    (``ManifestRef.extents``).  Vectorized edits returning new objects: :meth:`take`,
+    :meth:`concat` (union, later part wins), :meth:`select_box` (rows inside a chunk-index
+    box, for manifest splitting), :meth:`without` (delete coordinates).  ``==`` compares
+    every column.
     """
 
     node_id: NodeId
@@ -793,7 +802,7 @@ def encode_manifest(
         buf = writer.finish(
             bytes(manifest.id), _compression_algorithm(spec_version, dictionary), dictionary
         )
-    except OverflowError as err:
+    except (OverflowError, BuilderSizeError) as err:
         raise FormatError(
             f"cannot encode manifest {manifest.id}: {err}", ErrorKind.SERIALIZATION
         ) from None

@@ -362,3 +362,31 @@ def test_pipelined_location_compression_blocks(monkeypatch: pytest.MonkeyPatch) 
     assert dictionary is not None and not has_algorithm
     assert sum(r.compressed_location is not None for r in arrays[0].refs) > 300
     assert oracle_build(mid, arrays, compression_algorithm=None, dictionary=dictionary) == buf
+
+
+def test_repeated_locations_are_compressed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive refs into one file share a compressed frame (identical bytes anyway)."""
+    import icechunk.format._location_codec as location_codec
+    import icechunk.format.manifest as manifest_module
+
+    monkeypatch.setattr(location_codec, "_CHUNK", 50)
+    monkeypatch.setattr(location_codec, "_THREADED_FROM", 10)
+    monkeypatch.setattr(manifest_module, "_COMPRESSED_BLOCK", 130)
+    count = 2_000
+    locations = [f"s3://bucket/run/file-{i // 7:05d}.nc" for i in range(count)]
+    locations[5] = "s3://bucket/other.nc"
+    am = ArrayManifest.from_columns(
+        NodeId(bytes(8)),
+        np.arange(count).reshape(count, 1),
+        RefKind.VIRTUAL,
+        location=locations,
+        offset=np.arange(count) * 10,
+        length=np.full(count, 10),
+    )
+    m = Manifest(ManifestId(bytes(12)), [am])
+    data = encode_manifest(m, location_compression=LocationCompression(min_num_chunks=100))
+    assert decode_manifest(data, "x") == m
+    _, arrays, _, dictionary, _ = oracle_read(decode_envelope(data, "x", FileType.MANIFEST)[1])
+    assert dictionary is not None
+    frames = [r.compressed_location for r in arrays[0].refs]
+    assert frames[7] == frames[8] == frames[13] != frames[14]
