@@ -300,7 +300,7 @@ class RepoEngine:
         return sid
 
     def _engine(self, base: SnapshotIndex, branch: str | None, mode: str) -> SessionEngine:
-        return SessionEngine(
+        engine = SessionEngine(
             self.assets,
             self.state,
             self.effective,
@@ -310,6 +310,10 @@ class RepoEngine:
             virtual_fetch=self.virtual_fetcher(),
             default_metadata=self.default_commit_metadata,
         )
+        from icechunk.core.preload import schedule_preload
+
+        schedule_preload(engine, self.config.manifest.preload if self.config.manifest else None)
+        return engine
 
     async def readonly_session(self, sid: SnapshotId) -> SessionEngine:
         return self._engine(await self.snapshot(sid), None, "readonly")
