@@ -109,6 +109,9 @@ async def _array_manifests(
         touched = set(split_ids(changes.table().coords, edges).tolist()) if len(boxes) > 1 else {0}
     else:
         touched = set()
+    if len(boxes) == 1 and not clean and (rewrite_all or touched):
+        # one split, rewritten: all refs in one manifest (no per-row sort/copy of big tables)
+        return (await writer.write(refs),)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="left")
