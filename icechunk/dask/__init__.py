@@ -84,6 +84,8 @@ def store_dask(
         raise ValueError(
             f"store_dask sets {', '.join(_RESERVED)} itself; do not pass {', '.join(reserved)}"
         )
+    if not sources:
+        raise ValueError("store_dask needs at least one source array (and its target)")
     import dask.array as da
 
     stored = da.store(
