@@ -3,9 +3,9 @@
     python benchmarks/bench_xarray.py [--repeat N] [--shape T,Y,X] [--chunks T,Y,X] [--quick]
 
 Three float32 variables of shape (200, 500, 500) chunked (10, 250, 250) by default (240 chunks
-of 2.5 MB, 600 MB in total), with the same codecs everywhere (bytes + zstd level 1).  Each
-case runs ``--repeat`` times on a fresh directory; the table shows the best and median wall
-time.  Cases:
+of 2.5 MB, 600 MB in total), with the same codecs everywhere (bytes + zstd level 1).  The cases
+run interleaved ``--repeat`` times (writes on a fresh directory each time); the table shows
+the best and median wall time and the best CPU time (all threads).  Cases:
 
 - icechunk numpy:  ``to_icechunk(ds, session)`` + ``session.commit``, numpy-backed variables
 - icechunk dask:   same, dask-backed (one dask chunk per zarr chunk; threaded scheduler)
@@ -55,17 +55,22 @@ def encoding(chunks: tuple[int, int, int]) -> dict[str, dict[str, object]]:
     return {name: {"chunks": chunks, "compressors": [ZstdCodec(level=1)]} for name in NAMES}
 
 
-def timed(fn: Callable[[Path], object], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one call; cpu counts every thread of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def in_fresh_dir(fn: Callable[[Path], object]) -> Callable[[], object]:
+    def run() -> object:
         tmp = Path(tempfile.mkdtemp(prefix="bench-xr-"))
         try:
-            start = time.perf_counter()
-            fn(tmp)
-            out.append(time.perf_counter() - start)
+            return fn(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return run
 
 
 def main() -> None:
@@ -103,51 +108,49 @@ def main() -> None:
 
         return run
 
-    rows: list[tuple[str, list[float]]] = []
-    for label, fn in [
-        ("write+commit  icechunk  numpy", ic_write("numpy")),
-        ("write         zarr      numpy", zarr_write("numpy")),
-        ("write+commit  icechunk  dask ", ic_write("dask")),
-        ("write         zarr      dask ", zarr_write("dask")),
-    ]:
-        rows.append((label, timed(fn, args.repeat)))
+    # reads: each store is written once; open_zarr + the mean of every variable is timed
+    read_dir = Path(tempfile.mkdtemp(prefix="bench-xr-read-"))
+    ic_write("numpy")(read_dir)
+    zarr_write("numpy")(read_dir)
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(read_dir / "repo")))
 
-    # reads: write each store once, then time open_zarr + mean of every variable
-    tmp = Path(tempfile.mkdtemp(prefix="bench-xr-read-"))
+    def check(ds: xr.Dataset) -> None:
+        for name in NAMES:
+            mean = float(ds[name].mean())
+            assert abs(mean - expected_means[name]) < 1e-3 * max(1.0, abs(expected_means[name]))
+
+    def read_icechunk() -> None:
+        check(xr.open_zarr(repo.readonly_session(branch="main").store, consolidated=False))
+
+    def read_zarr() -> None:
+        store = zarr.storage.LocalStore(str(read_dir / "plain.zarr"), read_only=True)
+        check(xr.open_zarr(store, consolidated=False))
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("write+commit  icechunk  numpy", in_fresh_dir(ic_write("numpy"))),
+        ("write         zarr      numpy", in_fresh_dir(zarr_write("numpy"))),
+        ("write+commit  icechunk  dask", in_fresh_dir(ic_write("dask"))),
+        ("write         zarr      dask", in_fresh_dir(zarr_write("dask"))),
+        ("open+mean     icechunk", read_icechunk),
+        ("open+mean     zarr", read_zarr),
+    ]
+    results: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in cases}
     try:
-        ic_write("numpy")(tmp)
-        zarr_write("numpy")(tmp)
-        repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(tmp / "repo")))
-
-        def read_icechunk() -> dict[str, float]:
-            session = repo.readonly_session(branch="main")
-            ds = xr.open_zarr(session.store, consolidated=False)
-            return {name: float(ds[name].mean()) for name in NAMES}
-
-        def read_zarr() -> dict[str, float]:
-            ds = xr.open_zarr(zarr.storage.LocalStore(str(tmp / "plain.zarr"), read_only=True), consolidated=False)
-            return {name: float(ds[name].mean()) for name in NAMES}
-
-        for label, fn in [("open+mean     icechunk", read_icechunk), ("open+mean     zarr     ", read_zarr)]:
-            times = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                means = fn()
-                times.append(time.perf_counter() - start)
-                for name in NAMES:
-                    assert abs(means[name] - expected_means[name]) < 1e-3 * max(1.0, abs(expected_means[name]))
-            rows.append((label, times))
+        for _ in range(args.repeat):  # interleaved, so load changes hit every case alike
+            for label, fn in cases:
+                results[label].append(timed(fn))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(read_dir, ignore_errors=True)
 
     print(f"\n3 x float32 {shape} chunked {chunks}: {nbytes / 1e6:.0f} MB, "
           f"{3 * int(np.prod([-(-s // c) for s, c in zip(shape, chunks, strict=True)]))} chunks, "
           f"repeat {args.repeat}, zstd level 1, dask threads\n")
-    print(f"{'case':<32} {'best s':>8} {'median s':>9} {'MB/s (best)':>12}")
-    for label, times in rows:
-        best = min(times)
-        print(f"{label:<32} {best:>8.2f} {statistics.median(times):>9.2f} {nbytes / 1e6 / best:>12.0f}")
-
+    print(f"{'case':<32} {'best s':>7} {'median s':>9} {'cpu s (best)':>13} {'MB/s (best)':>12}")
+    for label, runs in results.items():
+        walls = [w for w, _ in runs]
+        best = min(walls)
+        cpu = min(c for _, c in runs)
+        print(f"{label:<32} {best:>7.2f} {statistics.median(walls):>9.2f} {cpu:>13.2f} {nbytes / 1e6 / best:>12.0f}")
 
 if __name__ == "__main__":
     main()
