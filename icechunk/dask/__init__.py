@@ -6,7 +6,7 @@ Use :func:`store_dask` instead of ``dask.array.store`` for targets on an Icechun
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icechunk.dask._reduce import (
     SimpleGraph,
@@ -14,9 +14,7 @@ from icechunk.dask._reduce import (
     merge_sessions_array_kwargs,
     session_merge_reduction,
 )
-
-if TYPE_CHECKING:
-    from icechunk.session import ForkSession
+from icechunk.session import ForkSession
 
 __all__ = [
     "SimpleGraph",
@@ -40,6 +38,29 @@ def _check_dask_version() -> None:
         )
 
 
+def _fork_of(target: Any) -> ForkSession | None:
+    """The ForkSession behind a zarr array target (None for other kinds of targets)."""
+    session = getattr(getattr(target, "store", None), "session", None)
+    if session is None:
+        return None
+    if not isinstance(session, ForkSession):
+        raise ValueError(
+            "store_dask writes into forks: open each target on `fork.store` for a "
+            f"`fork = session.fork()` (got a target on a {type(session).__name__}), then "
+            "`session.merge(result)`; or use icechunk.xarray.to_icechunk"
+        )
+    return session
+
+
+def _shares_memory(sources: list[Any], store_kwargs: dict[str, Any]) -> bool:
+    """True when the tasks will run in this process on the very objects of the graph."""
+    from dask import local, threaded
+    from dask.base import get_scheduler
+
+    get = get_scheduler(scheduler=store_kwargs.get("scheduler"), collections=sources)
+    return get is threaded.get or get is local.get_sync
+
+
 def store_dask(
     *,
     sources: list[Any],
@@ -52,7 +73,9 @@ def store_dask(
 
     The write runs now, as ``dask.array.store(..., compute=False, return_stored=True,
     load_stored=False, lock=False)`` followed by a tree reduction that collects the fork
-    each task wrote into (see :func:`session_merge_reduction`).
+    each task wrote into (see :func:`session_merge_reduction`).  On schedulers that run the
+    tasks in this process on the graph's own objects (threads, synchronous) every task writes
+    into the targets' fork itself, so the reduction is skipped and the fork is returned.
 
     Parameters
     ----------
@@ -76,7 +99,8 @@ def store_dask(
     Raises
     ------
     ValueError
-        With dask older than 2025.2.0, or if a reserved keyword is passed.
+        With dask older than 2025.2.0, if a reserved keyword is passed, or if a target is
+        not opened on a ForkSession's store.
     """
     _check_dask_version()
     reserved = sorted(k for k in _RESERVED if k in store_kwargs)
@@ -87,6 +111,11 @@ def store_dask(
     if not sources:
         raise ValueError("store_dask needs at least one source array (and its target)")
     import dask.array as da
+
+    forks = [f for f in (_fork_of(t) for t in targets) if f is not None]
+    if forks and len(forks) == len(targets) and _shares_memory(list(sources), store_kwargs):
+        da.store(sources, targets, regions=regions, lock=False, compute=True, **store_kwargs)
+        return merge_sessions_array_kwargs(*forks)
 
     stored = da.store(
         sources,

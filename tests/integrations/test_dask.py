@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -25,8 +27,12 @@ def _arrays(session, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]])
         root.create_array(name, shape=shape, chunks=chunks, dtype="i8", fill_value=-1)
 
 
-@pytest.mark.parametrize("scheduler", ["threads", "synchronous"])
+@pytest.mark.parametrize("scheduler", ["threads", "synchronous", "executor"])
 def test_store_dask_writes_every_block(repo: Repository, scheduler: str, chunk_coords) -> None:
+    # "executor" (a thread pool passed as the scheduler) takes the tree-reduction path; the
+    # named local schedulers write straight into the targets' fork
+    if scheduler == "executor":
+        scheduler = ThreadPoolExecutor(2)  # type: ignore[assignment]
     session = repo.writable_session("main")
     _arrays(session, {"a": ((12, 8), (3, 4)), "b": ((10,), (2,))})
     a = da.arange(96, chunks=12).reshape(12, 8).rechunk((3, 4))
@@ -35,6 +41,7 @@ def test_store_dask_writes_every_block(repo: Repository, scheduler: str, chunk_c
     targets = [zarr.open_array(fork.store, path=p, mode="a") for p in ("a", "b")]
     merged = store_dask(sources=[a, b], targets=targets, split_every=3, scheduler=scheduler)
     assert isinstance(merged, ForkSession)
+    assert merged is fork  # in-process tasks all wrote into the very same fork
     session.merge(merged)
     session.commit("store_dask")
     readonly = repo.readonly_session(branch="main")
@@ -76,8 +83,9 @@ def test_store_dask_refuses_targets_not_on_a_fork(repo: Repository) -> None:
     session = repo.writable_session("main")
     _arrays(session, {"a": ((4,), (2,))})
     target = zarr.open_array(session.store, path="a", mode="a")
-    with pytest.raises(TypeError, match="Received 'Session'"):
+    with pytest.raises(ValueError, match="fork"):
         store_dask(sources=[da.ones(4, chunks=2, dtype="i8")], targets=[target])
+    assert not session.status().updated_chunks  # refused before anything was written
 
 
 def test_store_dask_needs_sources() -> None:
