@@ -6,7 +6,8 @@ Use :func:`store_dask` instead of ``dask.array.store`` for targets on an Icechun
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from icechunk.dask._reduce import (
     SimpleGraph,
@@ -32,10 +33,9 @@ def _check_dask_version() -> None:
     import dask
     from packaging.version import Version
 
-    if Version(dask.__version__) < Version(MIN_DASK_VERSION):
-        raise ValueError(
-            f"icechunk.dask needs dask >= {MIN_DASK_VERSION}, found dask {dask.__version__}"
-        )
+    found = str(getattr(dask, "__version__", "0"))
+    if Version(found) < Version(MIN_DASK_VERSION):
+        raise ValueError(f"icechunk.dask needs dask >= {MIN_DASK_VERSION}, found dask {found}")
 
 
 def _fork_of(target: Any) -> ForkSession | None:
@@ -57,7 +57,7 @@ def _shares_memory(sources: list[Any], store_kwargs: dict[str, Any]) -> bool:
     from dask import local, threaded
     from dask.base import get_scheduler
 
-    get = get_scheduler(scheduler=store_kwargs.get("scheduler"), collections=sources)
+    get = get_scheduler(scheduler=store_kwargs.get("scheduler"), collections=sources)  # type: ignore[no-untyped-call]
     return get is threaded.get or get is local.get_sync
 
 
@@ -65,7 +65,7 @@ def store_dask(
     *,
     sources: list[Any],
     targets: list[Any],
-    regions: list[tuple[slice, ...] | None] | None = None,
+    regions: Sequence[tuple[slice, ...] | None] | None = None,
     split_every: int | None = None,
     **store_kwargs: Any,
 ) -> ForkSession:
@@ -114,13 +114,13 @@ def store_dask(
 
     forks = [f for f in (_fork_of(t) for t in targets) if f is not None]
     if forks and len(forks) == len(targets) and _shares_memory(list(sources), store_kwargs):
-        da.store(sources, targets, regions=regions, lock=False, compute=True, **store_kwargs)
+        da.store(sources, targets, regions=cast("Any", regions), lock=False, compute=True, **store_kwargs)
         return merge_sessions_array_kwargs(*forks)
 
     stored = da.store(
         sources,
         targets,
-        regions=regions,
+        regions=cast("Any", regions),
         compute=False,
         return_stored=True,
         load_stored=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar, cast
 
 import numpy as np
 
@@ -15,8 +15,10 @@ __all__ = ["SimpleGraph", "computing_meta", "merge_sessions_array_kwargs", "sess
 
 SimpleGraph: TypeAlias = Mapping[tuple[str, int], tuple[Any, ...]]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def computing_meta(func: Callable[..., Any]) -> Callable[..., Any]:
+
+def computing_meta(func: F) -> F:
     """Decorate a reduction function so dask's meta inference never runs it.
 
     While inferring the output type, dask calls reduction functions with
@@ -30,7 +32,7 @@ def computing_meta(func: Callable[..., Any]) -> Callable[..., Any]:
             return np.array([object()], dtype=object)
         return func(*args, **kwargs)
 
-    return wrapper
+    return cast("F", wrapper)
 
 
 def _unique(sessions: list[Any]) -> list[Any]:
@@ -91,7 +93,7 @@ def session_merge_reduction(arrays: Any, *, split_every: int | None, **store_kwa
         arrays = [arrays]
     meta = np.array([object()], dtype=object)
     reductions = [
-        da.reduction(
+        da.reduction(  # type: ignore[no-untyped-call]
             array,
             name="ice-changeset",
             chunk=_extract_session,
@@ -104,5 +106,5 @@ def session_merge_reduction(arrays: Any, *, split_every: int | None, **store_kwa
         )
         for array in arrays
     ]
-    forks = dask.compute(*reductions, **store_kwargs)
+    forks = dask.compute(*reductions, **store_kwargs)  # type: ignore[attr-defined,no-untyped-call]
     return merge_sessions_array_kwargs(*forks)

@@ -130,12 +130,12 @@ def to_icechunk(
     if not isinstance(getattr(session, "store", None), IcechunkStore):
         raise ValueError(f"Please pass in an icechunk.Session, got {type(session).__name__}")
     dataset = _as_dataset(obj)
-    mode = choose_mode(mode, append_dim, region)
+    write_mode = choose_mode(mode, append_dim, region)
     deferred = write_eagerly(
         dataset,
         session.store,
         group=group,
-        mode=mode,
+        mode=write_mode,
         safe_chunks=safe_chunks,
         align_chunks=align_chunks,
         append_dim=append_dim,

@@ -92,7 +92,8 @@ def _session(
         target = Repository.open(storage, config=config)
     if branch is None and tag is None and snapshot_id is None:
         branch = "main"
-    return target.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
+    session: Session = target.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
+    return session
 
 
 class IcechunkBackendEntrypoint(BackendEntrypoint):
@@ -114,7 +115,7 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
             )
         return False
 
-    def open_dataset(  # type: ignore[override]
+    def open_dataset(
         self,
         filename_or_obj: Any,
         *,
@@ -157,7 +158,7 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
             snapshot_id=snapshot_id, as_of=as_of,
         )
         return ZarrBackendEntrypoint().open_dataset(
-            session.store,
+            session.store,  # type: ignore[arg-type]
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
             concat_characters=concat_characters,
@@ -170,7 +171,7 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
             zarr_format=3,
         )
 
-    def open_datatree(  # type: ignore[override]
+    def open_datatree(
         self,
         filename_or_obj: Any,
         *,
@@ -195,7 +196,7 @@ class IcechunkBackendEntrypoint(BackendEntrypoint):
             snapshot_id=snapshot_id, as_of=as_of,
         )
         return ZarrBackendEntrypoint().open_datatree(
-            session.store,
+            session.store,  # type: ignore[arg-type]
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
             concat_characters=concat_characters,

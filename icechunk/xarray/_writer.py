@@ -25,7 +25,7 @@ from xarray.backends.common import ArrayWriter
 try:  # xarray >= 2025.10 keeps the writing helpers in backends.writers
     from xarray.backends.writers import dump_to_store
 except ImportError:  # pragma: no cover - older xarray
-    from xarray.backends.api import dump_to_store
+    from xarray.backends.api import dump_to_store  # type: ignore[attr-defined,no-redef]
 
 __all__ = ["DeferredWrites", "choose_mode", "write_eagerly"]
 
@@ -76,7 +76,8 @@ def _open_store(store: Any, *, align_chunks: bool, **kwargs: Any) -> ZarrStore:
     # align_chunks exists from xarray 2025.06 on; older versions write without alignment
     if "align_chunks" in inspect.signature(ZarrStore.open_group).parameters:
         kwargs["align_chunks"] = align_chunks
-    return ZarrStore.open_group(store, **kwargs)
+    zstore: ZarrStore = ZarrStore.open_group(store, **kwargs)
+    return zstore
 
 
 def _private(obj: Any, name: str) -> Any:
@@ -126,8 +127,8 @@ def write_eagerly(
     encoding = dict(encoding or {})
     _private(zstore, "_validate_encoding")(encoding)
 
-    writer = ArrayWriter()  # writes numpy data on ``add``; queues chunked data (never synced)
-    dump_to_store(dataset, zstore, writer, encoding=encoding)
+    writer = ArrayWriter()  # type: ignore[no-untyped-call]  # writes numpy data on ``add``; queues chunked data (never synced)
+    dump_to_store(dataset, zstore, writer, encoding=encoding)  # type: ignore[no-untyped-call]
     deferred = DeferredWrites()
     for source, target, target_region in zip(writer.sources, writer.targets, writer.regions, strict=True):
         deferred.sources.append(source)
