@@ -33,6 +33,8 @@ __all__ = [
     "gather_words",
     "group_rows",
     "pack_strings",
+    "progressions",
+    "strided_gather",
 ]
 
 # ChunkRef field ids (= vtable slot numbers), FORMAT.md §3.4.
@@ -130,6 +132,27 @@ class WireArray:
     def __len__(self) -> int:
         return int(self.coords.shape[0])
 
+    def slice(self, lo: int, hi: int) -> WireArray:
+        """Refs ``lo:hi`` (views, payload rows renumbered from 0)."""
+
+        def part(seg: Segments) -> Segments:
+            a, b = np.searchsorted(seg.rows, [lo, hi]).tolist()
+            return Segments(seg.rows[a:b] - lo, seg.data, seg.starts[a:b], seg.lengths[a:b])
+
+        return WireArray(
+            node_id=self.node_id,
+            coords=self.coords[lo:hi],
+            shape=self.shape[lo:hi],
+            offset=self.offset[lo:hi],
+            length=self.length[lo:hi],
+            chunk_id=self.chunk_id[lo:hi],
+            last_modified=self.last_modified[lo:hi],
+            inline=part(self.inline),
+            location=part(self.location),
+            etag=part(self.etag),
+            compressed_location=part(self.compressed_location),
+        )
+
 
 def unaligned_u32(data: np.ndarray) -> np.ndarray:
     """A uint32 view starting at *every* byte of ``data`` (element ``i`` = bytes ``i..i+4``).
@@ -182,6 +205,57 @@ def group_rows(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
         (int(sorted_values[bounds[g]]), order[bounds[g] : bounds[g + 1]])
         for g in range(len(bounds) - 1)
     ]
+
+
+# Below this many rows a fancy-index gather costs no more than looking for progressions.
+_MIN_STRIDED = 256
+
+
+def progressions(pos: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """Split ``pos`` into runs of arithmetic progressions: ``[(start, stop, step), ...]``.
+
+    Builders lay out same-shaped refs at a constant stride (apart from a few refs around new
+    vtables), so their fields can be read with a few strided copies instead of index
+    arrays.  None when there are too many runs for that to pay off.
+    """
+    m = pos.shape[0]
+    if m < _MIN_STRIDED:
+        return None
+    diff = np.diff(pos)
+    cuts = np.flatnonzero(diff[1:] != diff[:-1]) + 1
+    if cuts.shape[0] > max(8, m >> 6):
+        return None
+    bounds = [0, *cuts.tolist(), m]
+    steps = diff[np.minimum(np.array(bounds[:-1]), m - 2)].tolist()
+    return [(bounds[i], bounds[i + 1], steps[i] or 1) for i in range(len(bounds) - 1)]
+
+
+def strided_gather(
+    data: np.ndarray, pos: np.ndarray, width: int, dtype: str = "u1"
+) -> np.ndarray | None:
+    """``data[pos[i] : pos[i] + width]`` for every i, by strided copies; None if unsuitable.
+
+    Returns ``(m, width // itemsize)`` values of ``dtype`` (``(m,)`` when ``width`` is one
+    item).  The caller has checked that every row lies inside ``data``.
+    """
+    runs = progressions(pos)
+    if runs is None:
+        return None
+    item = np.dtype(dtype).itemsize
+    m = pos.shape[0]
+    out = np.empty((m,) if width == item else (m, width // item), dtype=dtype)
+    for start, stop, step in runs:
+        first = int(pos[start])
+        base = data[first : first + width].view(dtype)
+        if width == item:
+            shape: tuple[int, ...] = (stop - start,)
+            strides: tuple[int, ...] = (step,)
+        else:
+            shape, strides = (stop - start, width // item), (step, item)
+        out[start:stop] = np.lib.stride_tricks.as_strided(
+            base, shape=shape, strides=strides, writeable=False
+        )
+    return out
 
 
 # mask of the first k bytes of a little-endian word, k = 0..4

@@ -17,23 +17,25 @@ Codec layout (private modules):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from flatbuffers.builder import BuilderSizeError
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
 from icechunk.format._location_codec import (
     MAX_LOCATION_BYTES,
-    compress_locations,
+    LocationCompressor,
     decode_utf8,
     decompress_locations,
     train_location_dictionary,
 )
-from icechunk.format._manifest_layout import build_manifest_buffer
+from icechunk.format._manifest_layout import ManifestWriter, estimate_size
 from icechunk.format._manifest_read import read_manifest_buffer
 from icechunk.format._manifest_wire import (
     B_CHUNK_ID,
@@ -178,8 +180,16 @@ class ArrayManifest:
     - ``last_modified``: uint32 seconds, 0 = no checksum
 
     Treat the columns as read-only once the object is built: :meth:`find` caches a packed
-    copy of ``coords``.  Build instances with :meth:`from_columns` (sorts, de-duplicates and
-    normalises dtypes), :meth:`from_refs` or :meth:`empty`.
+    copy of ``coords``.
+
+    Building: :meth:`from_columns` (vectorized; sorts, de-duplicates with the last row
+    winning, normalises dtypes), :meth:`from_refs` (scalar refs), :meth:`empty`.
+    Lookup: :meth:`find` / :meth:`get` (one coordinate, a binary search on a cached packed
+    key), :meth:`find_many` (many at once), :meth:`ref`, :meth:`items`, :meth:`extents`
+    (``ManifestRef.extents``).  Vectorized edits returning new objects: :meth:`take`,
+    :meth:`concat` (union, later part wins), :meth:`select_box` (rows inside a chunk-index
+    box, for manifest splitting), :meth:`without` (delete coordinates).  ``==`` compares
+    every column.
     """
 
     node_id: NodeId
@@ -543,49 +553,62 @@ class Manifest:
 # --------------------------------------------------------------------------------------------
 
 
+# Presence bits of the payload field each ref kind always has (0: not a valid kind).
+_SHAPE_OF_KIND = np.zeros(5, dtype=np.uint16)
+_SHAPE_OF_KIND[RefKind.NATIVE] = B_CHUNK_ID
+_SHAPE_OF_KIND[RefKind.VIRTUAL] = B_LOCATION
+_SHAPE_OF_KIND[RefKind.INLINE] = B_INLINE
+
+
 def _invalid(msg: str) -> InvalidInputError:
     return InvalidInputError(f"cannot encode manifest: {msg}", ErrorKind.SERIALIZATION)
+
+
+def _rows_of(mask: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, list[object]]:
+    """Rows selected by ``mask`` and their values in an object column (no copy when all)."""
+    if mask.all():
+        return np.arange(mask.shape[0]), column.tolist()
+    rows = np.flatnonzero(mask)
+    return rows, column[rows].tolist()
 
 
 def _to_wire(am: ArrayManifest) -> WireArray:
     n = len(am)
     kind = am.kind
-    native = kind == RefKind.NATIVE
+    shape = _SHAPE_OF_KIND[np.minimum(kind, len(_SHAPE_OF_KIND) - 1)]
+    if n and not shape.all():
+        bad = sorted(set(kind[shape == 0].tolist()))
+        raise _invalid(f"unknown ref kind(s) {bad} in array {am.node_id}")
     virtual = kind == RefKind.VIRTUAL
     inline = kind == RefKind.INLINE
-    if not (native | virtual | inline).all():
-        bad = sorted(set(kind[~(native | virtual | inline)].tolist()))
-        raise _invalid(f"unknown ref kind(s) {bad} in array {am.node_id}")
-    shape = np.zeros(n, dtype=np.uint16)
-    shape[native] |= B_CHUNK_ID
-    shape[inline] |= B_INLINE
-    shape[virtual] |= B_LOCATION
-    sized = ~inline
-    shape[sized & (am.length != 0)] |= B_LENGTH
-    shape[sized & (am.offset != 0)] |= B_OFFSET
+    any_inline = bool(inline.any())
+    shape |= np.where(am.length != 0, B_LENGTH, 0).astype(np.uint16)
+    shape |= np.where(am.offset != 0, B_OFFSET, 0).astype(np.uint16)
+    if any_inline:  # inline refs carry no offset / length
+        shape[inline] &= ~np.uint16(B_LENGTH | B_OFFSET)
 
-    inline_rows = np.flatnonzero(inline)
+    inline_rows, values = _rows_of(inline, am.inline) if any_inline else (np.zeros(0, np.intp), [])
     try:
-        inline_seg = Segments.from_bytes_list(inline_rows, am.inline[inline_rows].tolist())
+        inline_seg = Segments.from_bytes_list(inline_rows, values)
     except TypeError:
         raise _invalid("inline refs need a bytes payload") from None
-    virtual_rows = np.flatnonzero(virtual)
+    virtual_rows, values = _rows_of(virtual, am.location)
     try:
-        location_seg = pack_strings(virtual_rows, am.location[virtual_rows].tolist())
+        location_seg = pack_strings(virtual_rows, values)
     except TypeError:
         raise _invalid("virtual refs need a str location") from None
     except UnicodeEncodeError as err:
         raise _invalid(f"location is not encodable as UTF-8 ({err})") from None
-    etag_rows = virtual_rows[_not_none(am.etag[virtual_rows])]
+    etag_mask = virtual & _not_none(am.etag)
+    etag_rows, values = _rows_of(etag_mask, am.etag)
     try:
-        etag_seg = pack_strings(etag_rows, am.etag[etag_rows].tolist())
+        etag_seg = pack_strings(etag_rows, values)
     except (TypeError, UnicodeEncodeError):
         raise _invalid("etags must be UTF-8 encodable str") from None
     shape[etag_rows] |= B_ETAG
     # at most one checksum: the etag wins over last-modified (FORMAT.md §3.4)
-    lm = virtual & (am.last_modified != 0)
-    lm[etag_rows] = False
-    shape[lm] |= B_LAST_MODIFIED
+    lm = virtual & (am.last_modified != 0) & ~etag_mask
+    shape |= np.where(lm, B_LAST_MODIFIED, 0).astype(np.uint16)
     return WireArray(
         node_id=bytes(am.node_id),
         coords=am.coords,
@@ -767,23 +790,19 @@ def encode_manifest(
             max_samples=lc.dictionary_max_training_samples,
             max_size=lc.dictionary_max_size_bytes,
         )
-    if dictionary is not None:
-        assert lc is not None
-        for w in wires:
-            if len(w.location):
-                w.compressed_location = compress_locations(
-                    w.location, dictionary, lc.compression_level
-                )
-                w.shape[w.location.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
-                w.location = Segments.empty()
     try:
-        buf = build_manifest_buffer(
-            bytes(manifest.id),
-            wires,
-            compression_algorithm=_compression_algorithm(spec_version, dictionary),
-            dictionary=dictionary,
+        writer = ManifestWriter(estimate_size(wires, dictionary))
+        for w in wires:
+            if dictionary is not None and len(w.location):
+                assert lc is not None
+                _add_compressed_refs(writer, w, dictionary, lc.compression_level)
+            else:
+                writer.add_refs(w)
+            writer.end_array(w.node_id)
+        buf = writer.finish(
+            bytes(manifest.id), _compression_algorithm(spec_version, dictionary), dictionary
         )
-    except OverflowError as err:
+    except (OverflowError, BuilderSizeError) as err:
         raise FormatError(
             f"cannot encode manifest {manifest.id}: {err}", ErrorKind.SERIALIZATION
         ) from None
@@ -795,6 +814,33 @@ def encode_manifest(
         implementation=implementation if implementation is not None else IMPLEMENTATION_NAME,
         threads=2 if len(buf) >= _THREADED_ZSTD_FROM else 0,
     )
+
+
+# Refs laid out per block while the next blocks' locations are still being compressed.
+_COMPRESSED_BLOCK = 8 * LocationCompressor.chunk_size()
+
+
+def _add_compressed_refs(
+    writer: ManifestWriter, w: WireArray, dictionary: bytes, level: int
+) -> None:
+    """Write ``w`` with its locations zstd-compressed, overlapping compression and layout."""
+    locations = w.location
+    shape = w.shape.copy()
+    shape[locations.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
+    plain = dataclasses.replace(w, shape=shape, location=Segments.empty())
+    n, count = len(w), len(locations)
+    with LocationCompressor(locations, dictionary, level) as job:
+        first = row = 0
+        while first < count:
+            last = min(count, first + _COMPRESSED_BLOCK)
+            end_row = n if last == count else int(locations.rows[last])
+            block = plain.slice(row, end_row)
+            frames = job.compressed(first, last)
+            block.compressed_location = Segments(
+                frames.rows - row, frames.data, frames.starts, frames.lengths
+            )
+            writer.add_refs(block)
+            first, row = last, end_row
 
 
 def _compression_algorithm(spec_version: int, dictionary: bytes | None) -> int | None:
