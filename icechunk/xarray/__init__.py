@@ -126,6 +126,15 @@ def to_icechunk(
         If ``session`` is not an Icechunk session, for invalid mode combinations (see
         ``mode``), for region/append problems, and for dask chunks that do not line up with
         the zarr chunks (unless ``safe_chunks=False`` or ``align_chunks=True``).
+
+    Notes
+    -----
+    As with ``Dataset.to_zarr``, validation that happens per variable (chunk alignment,
+    encodings) can fail after earlier variables' metadata was written; the session then
+    holds part of the write (``session.discard_changes()`` drops it).  Dask-backed values
+    are merged into ``session`` only when every task succeeded.  ``safe_chunks=False`` with
+    several dask chunks per zarr chunk is only safe on the synchronous scheduler: tasks
+    writing the same zarr chunk from different forks would overwrite each other.
     """
     if not isinstance(getattr(session, "store", None), IcechunkStore):
         raise ValueError(f"Please pass in an icechunk.Session, got {type(session).__name__}")
