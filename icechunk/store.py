@@ -21,6 +21,7 @@ from zarr.abc.store import (
     SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer.cpu import Buffer as CpuBuffer
 
 from icechunk._errors import ErrorKind, IcechunkError, InvalidInputError, ReadOnlyError
 from icechunk.core.paths import (
@@ -257,7 +258,9 @@ class IcechunkStore(Store):
         if isinstance(parsed, MetadataKey):
             engine.set_metadata(parsed.path, value.to_bytes())
         else:
-            await engine.set_chunk(parsed.path, parsed.coords, value.to_bytes())
+            # host buffers go through without a copy (storage copies or writes them out)
+            data = value.as_buffer_like() if isinstance(value, CpuBuffer) else value.to_bytes()
+            await engine.set_chunk(parsed.path, parsed.coords, memoryview(data).cast("B"))
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         if not await self.exists(key):

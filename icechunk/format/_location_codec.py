@@ -13,6 +13,7 @@ are the same as one ``ZstdCompressor.compress`` call per location would give.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -235,29 +236,79 @@ def _frames_blob(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The frames of one bulk call as one byte array, and each frame's length.
 
-    Creating a Python object per frame to learn its length costs as much as compressing
-    it, so when the collection is a single contiguous buffer (its last frame ends at
-    ``size()`` within its own buffer, and the frames' addresses agree with their offsets) we
-    copy that buffer in one go and recover the frame boundaries by parsing the frame headers
-    with numpy.  Anything unexpected falls back to one object per frame.
+    Creating a Python object per frame to learn its length costs a good part of what
+    compressing it does.  The collection is a few output buffers, each holding consecutive
+    frames back to back; we find where each buffer starts (a frame's ``offset`` within its
+    buffer drops back to 0), check that the buffers account for every byte, copy each buffer
+    in one go, and recover the frame boundaries by parsing the frame headers with numpy.
+    Anything unexpected falls back to one object per frame.
     """
     count = len(frames)
-    total = frames.size()
-    first, last = frames[0], frames[count - 1]
-    if (
-        first.offset == 0
-        and last.offset + len(last) == total
-        and len(first) > 0
-        and _address(last) - _address(first) == last.offset
-    ):
-        raw = (ctypes.c_ubyte * total).from_address(_address(first))
-        blob = np.array(np.ctypeslib.as_array(raw), dtype=np.uint8)
+    pieces = _buffer_pieces(frames, count)
+    if pieces is not None:
+        blob = np.concatenate(
+            [
+                np.array(np.ctypeslib.as_array((ctypes.c_ubyte * size).from_address(address)))
+                for address, size in pieces
+            ]
+        )
         lengths = _frame_lengths(blob, count, dict_id)
         if lengths is not None:
             return blob, lengths
     parts = list(map(frames.__getitem__, range(count)))
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=count)
     return np.frombuffer(b"".join(parts), dtype=np.uint8), lengths
+
+
+# Frames sampled per output buffer search step; python-zstandard's buffers hold far more.
+_BUFFER_PROBE = 32
+
+
+def _buffer_pieces(
+    frames: zstandard.BufferWithSegmentsCollection, count: int
+) -> list[tuple[int, int]] | None:
+    """``(address, size)`` of each output buffer of a bulk call, in frame order, or None.
+
+    A buffer starts at frame 0 and wherever a frame's offset is below the previous frame's.
+    Sampling every ``_BUFFER_PROBE`` frames then bisecting finds those starts; the result
+    is accepted only if the buffers' sizes add up to ``frames.size()`` and each buffer's
+    last frame sits where its offset says, which rules out gaps and missed boundaries.
+    """
+    if count == 0:
+        return None
+
+    def offset(i: int) -> int:
+        return int(frames[i].offset)
+
+    starts = [0]
+    probes = [*range(0, count, _BUFFER_PROBE), count - 1]
+    previous = offset(0)
+    for lo, hi in itertools.pairwise(probes):
+        current = offset(hi)
+        if current < previous:
+            # one buffer start in (lo, hi]: the first frame whose offset is not above lo's
+            a, b = lo, hi
+            while b - a > 1:
+                mid = (a + b) // 2
+                if offset(mid) < previous:
+                    b = mid
+                else:
+                    a = mid
+            starts.append(b)
+        previous = current
+    pieces = []
+    covered = 0
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else count
+        first, last = frames[start], frames[end - 1]
+        size = int(last.offset) + len(last)
+        if first.offset != 0 or len(first) == 0:
+            return None
+        if _address(last) - _address(first) != last.offset:
+            return None
+        pieces.append((_address(first), size))
+        covered += size
+    return pieces if covered == frames.size() else None
 
 
 _FCS_SIZE = np.array([0, 2, 4, 8], dtype=np.int64)

@@ -222,6 +222,10 @@ def progressions(pos: np.ndarray) -> list[tuple[int, int, int]] | None:
     m = pos.shape[0]
     if m < _MIN_STRIDED:
         return None
+    # cheap look at 64 evenly spread steps first: scattered layouts bail out here
+    probe = np.linspace(0, m - 2, num=64).astype(np.int64)
+    if np.unique(pos[probe + 1] - pos[probe]).shape[0] > 8:
+        return None
     diff = np.diff(pos)
     cuts = np.flatnonzero(diff[1:] != diff[:-1]) + 1
     if cuts.shape[0] > max(8, m >> 11):
