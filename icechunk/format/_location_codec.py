@@ -435,7 +435,7 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
                 decompressed_sizes=sizes[bulk].astype(np.uint64).tobytes(),
                 threads=_threads(bulk.shape[0]),
             )
-            strings = _strings_from_pieces(result)
+            strings = _strings_from_pieces(result, sizes[bulk])
             if bulk.shape[0] == len(frames):
                 out = strings
             else:
@@ -457,10 +457,34 @@ def _objects(values: list[str]) -> np.ndarray:
     return out
 
 
-def _strings_from_pieces(pieces: zstandard.BufferWithSegmentsCollection) -> np.ndarray:
-    """UTF-8 decode many small buffers: one join, one decode and one split in C."""
+def _strings_from_pieces(
+    pieces: zstandard.BufferWithSegmentsCollection, sizes: np.ndarray
+) -> np.ndarray:
+    """UTF-8 decode many small buffers (of known ``sizes``, all > 0) into ``str`` objects.
+
+    One NUL-separated blob, one ``decode`` and one ``split`` in C.  The blob is assembled
+    from the collection's output buffers read in one piece each (see ``_buffer_pieces``),
+    or else by joining the pieces one object at a time.
+    """
     count = len(pieces)
-    blob = b"\x00".join(pieces)
+    blob: bytes | None = None
+    spans = _buffer_pieces(pieces, count)
+    if spans is not None:
+        raw = np.concatenate(
+            [
+                np.ctypeslib.as_array((ctypes.c_ubyte * size).from_address(address))
+                for address, size in spans
+            ]
+        )
+        if raw.shape[0] == int(sizes.sum()):
+            # a NUL after every string but the last
+            joined = np.zeros(raw.shape[0] + count - 1, dtype=np.uint8)
+            keep = np.ones(joined.shape[0], dtype=bool)
+            keep[np.cumsum(sizes[:-1]) + np.arange(count - 1)] = False
+            joined[keep] = raw
+            blob = joined.tobytes()
+    if blob is None:
+        blob = b"\x00".join(pieces)
     if blob.count(b"\x00") == count - 1:
         return _objects(blob.decode("utf-8").split("\x00"))
     # a location contains NUL characters: decode one by one
