@@ -51,6 +51,17 @@ async def rebase(repo: RepoEngine, engine: SessionEngine, solver: CoreSolver) ->
             raise RebaseFailedError(str(sid), list(unresolved))
         solver.apply(engine, conflicts)
         engine.base = after
+        _drop_stale_deletes(engine)
+
+
+def _drop_stale_deletes(engine: SessionEngine) -> None:
+    """Forget deletes of nodes the new base no longer has (both sides deleted them)."""
+    by_path = engine.base.by_path
+    for deleted in (engine.changes.deleted_groups, engine.changes.deleted_arrays):
+        for path, nid in list(deleted.items()):
+            node = by_path.get(path)
+            if node is None or node.id != nid:
+                del deleted[path]
 
 
 async def commit_with_rebase(
