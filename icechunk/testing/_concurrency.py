@@ -21,6 +21,7 @@ import pickle
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,15 @@ __all__ = [
     "HookStorage",
     "chunk_value",
     "commit_writer",
+    "CrashTrial",
     "crash_child",
     "fork_worker",
     "kill_at_write",
+    "WritersReport",
     "make_contention_repo",
+    "make_crash_repo",
+    "run_crash_trial",
+    "run_writers",
     "verify_repository",
 ]
 
@@ -131,7 +137,7 @@ def make_contention_repo(storage: Storage, writers: int, commits: int) -> None:
     session = repo.writable_session("main")
     root = zarr.open_group(session.store, mode="w")
     root.create_array(
-        "data", shape=(writers * commits * ELEMENTS,), chunks=(ELEMENTS,), dtype="i8", fill_value=-1
+        "data", shape=(writers * commits * ELEMENTS,), chunks=(ELEMENTS,), dtype="i8", fill_value=-1, compressors=None
     )
     session.commit("create /data")
 
@@ -175,15 +181,109 @@ def commit_writer(
     results.put((writer, out, time.perf_counter() - started, error))
 
 
+@dataclass
+class WritersReport:
+    """Outcome of :func:`run_writers`."""
+
+    writers: int
+    commits: int
+    seconds: float
+    reported: list[tuple[int, str, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    wrong_chunks: list[int] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Successful commits per second (all writers together)."""
+        return len(self.reported) / self.seconds if self.seconds else 0.0
+
+    @property
+    def rebases(self) -> list[int]:
+        return [attempts for _, _, attempts in self.reported]
+
+    def summary(self) -> str:
+        rebases = self.rebases or [0]
+        return (
+            f"{self.writers} writers x {self.commits} commits: {len(self.reported)} committed in "
+            f"{self.seconds:.1f}s ({self.throughput:.1f} commits/s), lost {len(self.lost)}, wrong chunks "
+            f"{len(self.wrong_chunks)}, errors {len(self.errors)}; rebases per commit: mean "
+            f"{sum(rebases) / len(rebases):.2f}, max {max(rebases)}"
+        )
+
+
+def run_writers(
+    storage: Storage, writers: int, commits: int, *, solver: str = "detector", timeout: float = 900
+) -> WritersReport:
+    """Create a repository and let ``writers`` spawned processes commit ``commits`` times each.
+
+    Returns what they reported and what the repository holds afterwards (``lost`` lists
+    reported snapshot ids missing from main's ancestry; ``wrong_chunks`` the chunk indices
+    whose value is not the one their writer wrote).
+    """
+    import multiprocessing
+    import queue
+
+    import zarr
+
+    from icechunk.repository import Repository
+
+    make_contention_repo(storage, writers, commits)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(writers)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=commit_writer, args=(storage, w, commits, solver, barrier, results), daemon=True)
+        for w in range(writers)
+    ]
+    for proc in procs:
+        proc.start()
+    report = WritersReport(writers, commits, 0.0)
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in procs:
+            writer, out, seconds, error = results.get(timeout=max(deadline - time.monotonic(), 1))
+            report.seconds = max(report.seconds, seconds)
+            report.reported.extend((writer, sid, attempts) for sid, attempts in out)
+            if error is not None:
+                report.errors.append(f"writer {writer}: {error}")
+    except queue.Empty:
+        report.errors.append("timed out waiting for the writers")
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    repo = Repository.open(storage)
+    report.history = [s.id for s in repo.ancestry(branch="main")]
+    in_history = set(report.history)
+    report.lost = [sid for _, sid, _ in report.reported if sid not in in_history]
+    data = zarr.open_array(repo.readonly_session("main").store, path="data", mode="r")[:]
+    per_chunk = data.reshape(writers * commits, ELEMENTS)
+    for w in range(writers):
+        for i in range(commits):
+            index = w * commits + i
+            if not (per_chunk[index] == chunk_value(w, i)).all():
+                report.wrong_chunks.append(index)
+    return report
+
+
 # ---- crash safety ---------------------------------------------------------------------------
 
 
-def crash_child(storage: Storage, first_index: int, ready: Any, committed: Any, kill_at: int) -> None:
-    """Commit chunk after chunk of ``/data`` (starting at ``first_index``) until killed.
+SLOTS_PER_TRIAL = 64
+"""Chunks reserved for one crash trial (a child stops after this many commits)."""
 
-    Sets ``ready`` once the repository is open (imports done), then reports each committed
-    ``(index, snapshot_id)`` on ``committed``.  With ``kill_at > 0`` the process kills itself
-    at its ``kill_at``-th storage write (odd numbers: before it, even: right after it).
+
+def crash_child(storage: Storage, first_index: int, ready: Any, log_path: str, kill_at: int) -> None:
+    """Commit chunk after chunk of ``/data`` (from ``first_index``) until killed.
+
+    Sets ``ready`` once the repository is open (imports done), then appends
+    ``"<index> <snapshot id>\n"`` to ``log_path`` after each commit returns (one small
+    ``O_APPEND`` write, so a kill never leaves half a line that parses).  With ``kill_at > 0``
+    the process kills itself at its ``(kill_at + 1) // 2``-th storage write: before it for odd
+    numbers, right after it for even numbers.
     """
     import zarr
 
@@ -194,15 +294,112 @@ def crash_child(storage: Storage, first_index: int, ready: Any, committed: Any, 
         storage = kill_at_write(storage, (kill_at + 1) // 2, after=kill_at % 2 == 0)
     repo = Repository.open(storage)
     ready.set()
-    index = first_index
-    while True:
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for index in range(first_index, first_index + SLOTS_PER_TRIAL):
         session = repo.writable_session("main")
         array = zarr.open_array(session.store, path="data", mode="a")
         array[index * ELEMENTS : (index + 1) * ELEMENTS] = index
         zarr.open_group(session.store, mode="a").attrs["last"] = index
         sid = session.commit(f"crash child {index}", rebase_with=BasicConflictSolver())
-        committed.put((index, sid))
-        index += 1
+        os.write(fd, f"{index} {sid}\n".encode())
+    os.close(fd)
+
+
+def make_crash_repo(storage: Storage, trials: int) -> None:
+    """A repository with ``/data`` holding :data:`SLOTS_PER_TRIAL` chunks per trial."""
+    import zarr
+
+    from icechunk.repository import Repository
+
+    repo = Repository.create(storage)
+    session = repo.writable_session("main")
+    root = zarr.open_group(session.store, mode="w")
+    root.create_array(
+        "data", shape=(trials * SLOTS_PER_TRIAL * ELEMENTS,), chunks=(ELEMENTS,), dtype="i8", fill_value=-1, compressors=None
+    )
+    session.commit("create /data")
+
+
+@dataclass
+class CrashTrial:
+    """What one killed commit loop left behind."""
+
+    trial: int
+    mode: str
+    kill_at: float
+    reported: list[tuple[int, str]]
+    history_length: int
+    unreported_commits: int
+    exit_code: int | None
+
+
+def run_crash_trial(
+    storage: Storage, trial: int, mode: str, rng: Any, workdir: str, *, max_delay: float = 0.3
+) -> CrashTrial:
+    """Start a committing child, SIGKILL it, then check the repository (raises AssertionError).
+
+    ``mode="timer"``: the parent kills the child after a random delay once it is ready.
+    ``mode="write"``: the child kills itself before or after a random storage write among
+    the first three commits (every write of a commit is a possible crash point).
+    Afterwards the repository must open, every ref must be complete with a history reaching
+    the root, every commit the child reported must be on main with its chunk intact, at
+    most one commit (killed after its ref update, before reporting) may be unreported, and
+    a new commit must succeed.
+    """
+    import multiprocessing
+
+    import zarr
+
+    from icechunk.repository import Repository
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    log_path = os.path.join(workdir, f"crash-{trial}.log")
+    first = trial * SLOTS_PER_TRIAL
+    kill_at: float = 0
+    if mode == "write":
+        kill_at = int(rng.integers(1, 2 * 6 * 3 + 1))  # 6 writes per commit, before/after each
+    before = set(s.id for s in Repository.open(storage).ancestry(branch="main"))
+    proc = ctx.Process(target=crash_child, args=(storage, first, ready, log_path, int(kill_at)), daemon=True)
+    proc.start()
+    if not ready.wait(timeout=120):
+        proc.kill()
+        raise AssertionError("the crash child never became ready")
+    if mode == "timer":
+        kill_at = float(rng.uniform(0, max_delay))
+        time.sleep(kill_at)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=120)
+    if proc.is_alive():
+        proc.kill()
+        raise AssertionError("the crash child did not die")
+    reported: list[tuple[int, str]] = []
+    if os.path.exists(log_path):
+        with open(log_path) as fh:
+            for line in fh:
+                parts = line.split()
+                if line.endswith("\n") and len(parts) == 2:
+                    reported.append((int(parts[0]), parts[1]))
+
+    histories = verify_repository(storage)
+    history = histories["main"]
+    assert set(history) >= before, "commits made before the crash disappeared"
+    for _, sid in reported:
+        assert sid in history, f"reported commit {sid} is not on main"
+    new = [sid for sid in history if sid not in before]
+    unreported = len(new) - len(reported)
+    assert 0 <= unreported <= 1, f"{unreported} commits on main that the child never reported"
+    repo = Repository.open(storage)
+    data = zarr.open_array(repo.readonly_session("main").store, path="data", mode="r")
+    for index, _ in reported:
+        chunk = data[index * ELEMENTS : (index + 1) * ELEMENTS]
+        assert (chunk == index).all(), f"chunk {index} lost its value"
+    # the repository still takes commits
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="a").attrs["after_crash"] = trial
+    session.commit(f"after crash {trial}")
+    return CrashTrial(trial, mode, kill_at, reported, len(history), unreported, proc.exitcode)
 
 
 # ---- forks ----------------------------------------------------------------------------------
