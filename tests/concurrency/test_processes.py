@@ -15,7 +15,12 @@ import pytest
 import zarr
 
 import icechunk as ic
-from icechunk.testing._concurrency import make_crash_repo, run_crash_trial, run_writers, verify_repository
+from icechunk.testing._concurrency import (
+    make_crash_repo,
+    run_crash_trial,
+    run_writers,
+    verify_repository,
+)
 from icechunk.testing.moto import MotoS3Server
 
 
