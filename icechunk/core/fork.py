@@ -229,6 +229,13 @@ def merge_into(target: SessionEngine, source: SessionEngine) -> None:
             current = target.node(new_here)
             if current is not None and current.user_data != user_data:
                 raise _merge_failed(f"both sessions created or changed {new_here} with different metadata")
+    # edits of nodes the target no longer has (it deleted them, or never had them) would be
+    # orphans that no snapshot shows: refuse them
+    live = {n.id for n in target.all_nodes()} | {nid for _, nid, _, _ in plan_new} | set(id_map)
+    edited = set(src.updated_arrays) | set(src.updated_groups)
+    edited |= {nid for nid, c in src.chunks.items() if not c.is_empty()}
+    if not edited <= live:
+        raise _merge_failed("one session changed a node the other deleted")
     for nid in src.deleted_node_ids():
         if nid in touched_in_target:
             raise _merge_failed("one session deleted a node the other changed")

@@ -152,19 +152,24 @@ def commit_writer(
 ) -> None:
     """One writer: ``commits`` commits to main, each writing its own chunk of ``/data``.
 
+    ``solver_name`` is ``"detector"`` or ``"basic"`` (``commit(rebase_with=...)``), or
+    ``"naive"``: commit without a solver and rebase by hand after each ConflictError, at once.
+
     Puts ``(writer, [(snapshot_id, rebase_attempts), ...], seconds, error)`` on ``results``.
     """
     import zarr
 
+    from icechunk._errors import ConflictError
     from icechunk.conflicts import BasicConflictSolver, ConflictDetector
     from icechunk.repository import Repository
 
+    naive = solver_name == "naive"
     out: list[tuple[str, int]] = []
     error = None
     started = time.perf_counter()
     try:
         repo = Repository.open(storage)
-        solver = ConflictDetector() if solver_name == "detector" else BasicConflictSolver()
+        solver = BasicConflictSolver() if solver_name == "basic" else ConflictDetector()
         if barrier is not None:
             barrier.wait()
         started = time.perf_counter()
@@ -173,7 +178,21 @@ def commit_writer(
             array = zarr.open_array(session.store, path="data", mode="a")
             start = (writer * commits + i) * ELEMENTS
             array[start : start + ELEMENTS] = chunk_value(writer, i)
-            sid = session.commit(f"writer {writer} commit {i}", rebase_with=solver)
+            message = f"writer {writer} commit {i}"
+            if naive:
+                # the reference's loop: try, and on a conflict rebase and retry at once (no
+                # pre-check of the tip, no backoff)
+                attempts = 0
+                while True:
+                    try:
+                        sid = session.commit(message)
+                        break
+                    except ConflictError:
+                        attempts += 1
+                        session.rebase(solver)
+                out.append((sid, attempts))
+                continue
+            sid = session.commit(message, rebase_with=solver)
             props = repo.lookup_snapshot(sid).metadata
             out.append((sid, int(props.get("__icechunk", {}).get("rebase_attempts", 0))))
     except BaseException as exc:  # report, the parent asserts
