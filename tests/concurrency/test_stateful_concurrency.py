@@ -338,9 +338,16 @@ class ConcurrencyMachine(RuleBasedStateMachine):
             self.forks.remove(fork)  # a fork of discarded work is dropped too
 
     @precondition(lambda self: self.sessions)
-    @rule(i=st.integers(0, 99), solver=st.sampled_from([None, *SOLVERS]))
-    def commit(self, i: int, solver: str | None) -> None:
-        s = self.pick(self.sessions, i)
+    @rule(i=st.integers(0, 99))
+    def commit(self, i: int) -> None:
+        self._commit(self.pick(self.sessions, i), None)
+
+    @precondition(lambda self: self.sessions)
+    @rule(i=st.integers(0, 99), solver=st.sampled_from(list(SOLVERS)))
+    def commit_rebasing(self, i: int, solver: str) -> None:
+        self._commit(self.pick(self.sessions, i), solver)
+
+    def _commit(self, s: ModelSession, solver: str | None) -> None:
         real_solver = None if solver is None else SOLVERS[solver]
         base_before = s.base
         if solver is None:
@@ -561,7 +568,7 @@ def summarize(state: State) -> dict[str, tuple[int | None, tuple[int, ...]]]:
 
 
 ConcurrencyMachine.TestCase.settings = settings(
-    max_examples=20, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=30, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
 )
 test_concurrency_machine = ConcurrencyMachine.TestCase
 
