@@ -107,9 +107,9 @@ def crashes(backend: str, factory, trials: int, workdir: Path, seed: int) -> boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--writers", type=int, default=8, help="0 skips the contention run")
     parser.add_argument("--commits", type=int, default=25)
-    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=50, help="0 skips the crash trials")
     parser.add_argument("--backends", nargs="+", default=["local", "s3"], choices=["local", "s3"])
     parser.add_argument("--solver", default="detector", choices=["detector", "basic"])
     parser.add_argument("--naive", action="store_true", help="also run the reference-style retry loop")
@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         for backend in args.backends:
             with _storages(backend, workdir) as factory:
-                ok &= contention(backend, factory, args.writers, args.commits, args.solver)
-                if args.naive:
+                if args.writers > 0:
+                    ok &= contention(backend, factory, args.writers, args.commits, args.solver)
+                if args.naive and args.writers > 0:
                     ok &= contention(backend, factory, args.writers, args.commits, "naive")
                 if args.trials:
                     ok &= crashes(backend, factory, args.trials, workdir, args.seed)

@@ -187,3 +187,18 @@ def test_missing_transaction_log_stops_a_rebase_cleanly(tmp_path: Path) -> None:
     with pytest.raises(ic.SnapshotNotFoundError, match="transaction log"):
         session.rebase(ic.ConflictDetector())
     assert session.snapshot_id == c2 and session.has_uncommitted_changes
+
+
+@pytest.mark.slow
+def test_soak_script_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/soak_commits.py`` itself (small sizes; the full sizes are the tests above)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "soak_commits.py"
+    spec = importlib.util.spec_from_file_location("soak_commits", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--writers", "3", "--commits", "4", "--trials", "2", "--naive"]) == 0
+    out = capsys.readouterr().out
+    assert "lost 0" in out and out.strip().endswith("OK")
