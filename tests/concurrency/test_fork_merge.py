@@ -288,7 +288,7 @@ def test_fork_merge_across_processes(repo: ic.Repository) -> None:
     """4 spawned workers write disjoint regions through a pickled fork (then through a pickled
     fork store); the coordinator merges the returned forks in one commit."""
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=4, mp_context=ctx) as pool:
         for round_, pickled in enumerate(["fork", "store"]):
             session = repo.writable_session("main")
             zarr.open_group(session.store, mode="a").attrs["made_by"] = pickled  # uncommitted
