@@ -822,6 +822,10 @@ def _containers_from_serde(value: Mapping[str, Any]) -> dict[str, VirtualChunkCo
     containers: dict[str, VirtualChunkContainer] = {}
     for key, raw in value.items():
         cont = VirtualChunkContainer.from_serde(raw)
+        if cont is not None and "://" in cont.url_prefix and not cont.url_prefix.endswith("/"):
+            # older writers allowed prefixes without the trailing "/" (spec-1 config.yaml,
+            # FORMAT.md §4.5); they still match locations by prefix
+            cont = VirtualChunkContainer(cont.url_prefix + "/", cont.store, cont.name)
         try:
             if cont is None:
                 raise ValueError("unreadable container")

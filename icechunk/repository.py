@@ -16,10 +16,11 @@ from icechunk.core.repo_state import KNOWN_FLAGS, spec2_only
 from icechunk.core.repository import RepoEngine, detect_spec_version, fetch_persisted_config
 from icechunk.format.ids import ManifestId, SnapshotId
 from icechunk.format.repo_info import Availability, SnapshotEntry
-from icechunk.ops import Update
+from icechunk.ops import GCSummary, Update
 from icechunk.session import Session
 from icechunk.snapshots import (
     AncestryGraph,
+    ChunkStorageStats,
     Diff,
     ManifestFileInfo,
     SnapshotInfo,
@@ -658,6 +659,173 @@ class Repository:
 
     inspect_transaction_log = blocking(inspect_transaction_log_async)
 
+    # ---- maintenance ------------------------------------------------------------------------
+
+    async def expire_snapshots_async(
+        self,
+        older_than: datetime,
+        *,
+        delete_expired_branches: bool = False,
+        delete_expired_tags: bool = False,
+    ) -> set[str]:
+        """Remove snapshots written strictly before ``older_than`` from history.
+
+        Refs are visited tags first, then branches, each in lexicographic order.  The root
+        snapshot and the tip of ``main`` never expire; other tips are kept unless
+        ``delete_expired_branches`` / ``delete_expired_tags`` ask to delete refs whose tip
+        expired (``main`` never is).  The surviving history of each ref is re-parented onto
+        the root.  Spec 2 rewrites only the repo info (ops log: ``ExpirationRan``); spec 1
+        rewrites the parent of re-parented snapshot files, as Icechunk 1.x did.
+
+        Returns
+        -------
+        set[str]
+            The expired snapshot ids (some may still be the tip of a kept ref, so they are
+            not necessarily collectable).  Run :meth:`garbage_collect` to free storage.
+        """
+        from icechunk.core.expiration import expire_snapshots
+
+        await self._engine.state.ensure_writable()
+        expired = await expire_snapshots(
+            self._engine.state,
+            us_from_datetime(older_than),
+            delete_expired_branches=delete_expired_branches,
+            delete_expired_tags=delete_expired_tags,
+        )
+        return {str(s) for s in expired}
+
+    expire_snapshots = blocking(expire_snapshots_async)
+
+    async def garbage_collect_async(
+        self,
+        delete_object_older_than: datetime,
+        *,
+        dry_run: bool = False,
+        max_snapshots_in_memory: int = 50,
+        max_compressed_manifest_mem_bytes: int = 512 * 1024 * 1024,
+        max_concurrent_manifest_fetches: int = 500,
+    ) -> GCSummary:
+        """Delete chunks, manifests, snapshots and transaction logs nothing references.
+
+        Only objects created strictly before ``delete_object_older_than`` are deleted, so
+        concurrent writers are safe as long as the cutoff is older than any session still
+        running.  ``dry_run`` only reports.  A progress bar is shown on interactive terminals
+        when ``tqdm`` is installed.
+
+        Raises
+        ------
+        ReadOnlyError
+            When the repository status is read-only.
+        """
+        from icechunk.core.gc import garbage_collect
+
+        result = await garbage_collect(
+            self._engine,
+            delete_object_older_than,
+            dry_run=dry_run,
+            max_snapshots_in_memory=max_snapshots_in_memory,
+            max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
+            max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
+        )
+        return GCSummary(
+            bytes_deleted=result.bytes_deleted,
+            chunks_deleted=result.chunks_deleted,
+            manifests_deleted=result.manifests_deleted,
+            snapshots_deleted=result.snapshots_deleted,
+            attributes_deleted=0,
+            transaction_logs_deleted=result.transaction_logs_deleted,
+        )
+
+    garbage_collect = blocking(garbage_collect_async)
+
+    async def rewrite_manifests_async(
+        self,
+        message: str,
+        *,
+        branch: str,
+        metadata: dict[str, Any] | None = None,
+        commit_method: str = "new_commit",
+    ) -> str:
+        """Rewrite every array's manifests per the current splitting config and commit.
+
+        The data is unchanged.  ``commit_method="amend"`` replaces the branch tip instead of
+        adding a commit (spec 2 only).  Returns the new snapshot id.
+        """
+        from icechunk.core.rewrite import rewrite_manifests
+
+        sid = await rewrite_manifests(
+            self._engine, message, branch=branch, metadata=metadata, commit_method=commit_method
+        )
+        return str(sid)
+
+    rewrite_manifests = blocking(rewrite_manifests_async)
+
+    async def chunk_storage_stats_async(
+        self,
+        *,
+        max_snapshots_in_memory: int = 50,
+        max_compressed_manifest_mem_bytes: int = 512 * 1024 * 1024,
+        max_concurrent_manifest_fetches: int = 500,
+    ) -> ChunkStorageStats:
+        """Bytes of the chunks reachable from branches and tags, by kind (each chunk once)."""
+        from icechunk.core.stats import chunk_storage_stats
+
+        stats = await chunk_storage_stats(
+            self._engine,
+            max_snapshots_in_memory=max_snapshots_in_memory,
+            max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
+            max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
+        )
+        return ChunkStorageStats(stats.native_bytes, stats.virtual_bytes, stats.inlined_bytes)
+
+    chunk_storage_stats = blocking(chunk_storage_stats_async)
+
+    async def total_chunks_storage_async(
+        self,
+        *,
+        max_snapshots_in_memory: int = 50,
+        max_compressed_manifest_mem_bytes: int = 512 * 1024 * 1024,
+        max_concurrent_manifest_fetches: int = 500,
+    ) -> int:
+        """Native chunk bytes reachable from branches and tags.
+
+        .. deprecated:: use :meth:`chunk_storage_stats` (this returns its ``native_bytes``).
+        """
+        import warnings
+
+        warnings.warn(
+            "total_chunks_storage is deprecated; use chunk_storage_stats().native_bytes",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        stats = await self.chunk_storage_stats_async(
+            max_snapshots_in_memory=max_snapshots_in_memory,
+            max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
+            max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
+        )
+        return stats.native_bytes
+
+    def total_chunks_storage(
+        self,
+        *,
+        max_snapshots_in_memory: int = 50,
+        max_compressed_manifest_mem_bytes: int = 512 * 1024 * 1024,
+        max_concurrent_manifest_fetches: int = 500,
+    ) -> int:
+        """Blocking :meth:`total_chunks_storage_async` (deprecated)."""
+        import warnings
+
+        warnings.warn(
+            "total_chunks_storage is deprecated; use chunk_storage_stats().native_bytes",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.chunk_storage_stats(
+            max_snapshots_in_memory=max_snapshots_in_memory,
+            max_compressed_manifest_mem_bytes=max_compressed_manifest_mem_bytes,
+            max_concurrent_manifest_fetches=max_concurrent_manifest_fetches,
+        ).native_bytes
+
     # ---- pickling and reprs -----------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -674,9 +842,7 @@ class Repository:
 
 
 def _authorizations(value: dict[str, Any] | None) -> dict[str, Any]:
-    """Normalize the authorization map (trailing ``/`` on prefixes)."""
-    out: dict[str, Any] = {}
-    for prefix, cred in (value or {}).items():
-        key = prefix if prefix.endswith("/") else prefix + "/"
-        out[key] = cred
-    return out
+    """Normalize the authorization map (trailing ``/``; None values warn, API.md §2.1)."""
+    from icechunk.core.virtual import normalize_authorizations
+
+    return normalize_authorizations(value)

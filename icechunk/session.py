@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -287,10 +287,68 @@ class Session:
                 continue
             refs = await self._engine.current_refs(node)
             mask = refs.kind == RefKind.VIRTUAL
-            out.update(str(loc) for loc in refs.location[mask])
+            out.update(refs.location[mask].tolist())
         return sorted(out)
 
     all_virtual_chunk_locations = blocking(all_virtual_chunk_locations_async)
+
+    # ---- rearranging ------------------------------------------------------------------------
+
+    async def move_async(self, from_path: str, to_path: str) -> None:
+        """Move (rename) a group or array with its subtree; metadata only.
+
+        Needs a rearrange session (:meth:`icechunk.Repository.rearrange_session`).  Never
+        creates groups and never overwrites.
+
+        Raises
+        ------
+        SessionStateError
+            Not a rearrange session (``non-rearrange-session``), destination inside the
+            source (``move-into-self-or-descendant``), destination parent missing
+            (``move-destination-parent-missing``) or an array
+            (``move-destination-parent-not-group``).
+        AlreadyExistsError
+            The destination exists (``move-wont-overwrite``).
+        """
+        from icechunk.core.rearrange import move_node
+
+        move_node(self._engine, from_path, to_path)
+
+    move = blocking(move_async)
+
+    def shift_array(self, array_path: str, chunk_offset: Iterable[int]) -> None:
+        """Move every chunk of an array by ``chunk_offset`` chunks (one value per dimension).
+
+        Chunks landing outside the grid are dropped; vacated positions read as the fill
+        value.  Only chunk refs change.  Needs a writable session and a regular chunk grid.
+        """
+        from icechunk._sync import run
+        from icechunk.core.rearrange import shift_array
+
+        run(shift_array(self._engine, normalize_path(array_path), tuple(chunk_offset)))
+
+    def reindex_array(
+        self,
+        array_path: str,
+        forward: Callable[[Iterable[int]], Iterable[int] | None],
+        backward: Callable[[Iterable[int]], Iterable[int] | None] | None = None,
+    ) -> None:
+        """Move chunk refs with an index function.
+
+        ``forward(idx)`` gives the new index of the existing chunk ``idx`` (None leaves it
+        alone).  Without ``backward``, positions nothing moved to keep their old chunk; with
+        ``backward`` (the inverse of ``forward``), each existing position whose pre-image is
+        None or empty is cleared to the fill value.
+
+        Raises
+        ------
+        InvalidInputError
+            A target outside the chunk grid (``invalid-chunk-index``), or a non-regular grid.
+        """
+        from icechunk._sync import run
+        from icechunk.core.rearrange import reindex_array
+
+        run(reindex_array(self._engine, normalize_path(array_path), forward, backward))
 
     def _coords_array(self, array_path: str) -> np.ndarray:
         from icechunk._sync import run

@@ -21,6 +21,7 @@ from zarr.abc.store import (
     SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer.cpu import Buffer as CpuBuffer
 
 from icechunk._errors import ErrorKind, IcechunkError, InvalidInputError, ReadOnlyError
 from icechunk.core.paths import (
@@ -35,6 +36,7 @@ from icechunk.format.manifest import RefKind
 from icechunk.storage._abc import ByteRange, OffsetRange, RangeRequest, SuffixRange
 
 if TYPE_CHECKING:
+    from icechunk._sync import AsyncCloseableIterator
     from icechunk.session import Session
     from icechunk.virtual import VirtualChunkSpec
 
@@ -256,7 +258,9 @@ class IcechunkStore(Store):
         if isinstance(parsed, MetadataKey):
             engine.set_metadata(parsed.path, value.to_bytes())
         else:
-            await engine.set_chunk(parsed.path, parsed.coords, value.to_bytes())
+            # host buffers go through without a copy (storage copies or writes them out)
+            data = value.as_buffer_like() if isinstance(value, CpuBuffer) else value.to_bytes()
+            await engine.set_chunk(parsed.path, parsed.coords, memoryview(data).cast("B"))
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         if not await self.exists(key):
@@ -328,7 +332,32 @@ class IcechunkStore(Store):
         checksum: str | datetime | None = None,
         validate_container: bool = True,
     ) -> None:
-        """Store a reference to ``length`` bytes at ``offset`` of ``location`` at a chunk key."""
+        """Store a reference to ``length`` bytes at ``offset`` of ``location`` at a chunk key.
+
+        Parameters
+        ----------
+        key
+            A chunk key such as ``"array/c/0/0"``.
+        location
+            Absolute URL of the object (``s3://``, ``gs://``, ``file:///``, ``https://``...) or
+            ``vcc://<container name>/<path>``.  Reserved characters of the object key must be
+            percent-encoded (``?`` as ``%3F``, ``#`` as ``%23``, ``%`` as ``%25``).
+        offset, length
+            The byte range of the chunk in the object.
+        checksum
+            An ETag (``str``) or a last-modified bound (``datetime``): reads fail later if the
+            object changed.
+        validate_container
+            Require a virtual chunk container matching ``location``.
+
+        Raises
+        ------
+        InvalidInputError
+            A metadata key, an index outside the grid, or no container matches (kind
+            ``no-container-for-virtual-chunk``).
+        ReadOnlyError
+            On a read-only store or session.
+        """
         from icechunk._sync import run
 
         run(
@@ -349,13 +378,156 @@ class IcechunkStore(Store):
         validate_container: bool = True,
     ) -> None:
         """Async :meth:`set_virtual_ref`."""
-        raise NotImplementedError("virtual references are not implemented yet (issue 7)")
+        from icechunk.core.virtual_refs import set_virtual_ref
+
+        self._check_writable()
+        parsed = parse_key(key)
+        if isinstance(parsed, MetadataKey):
+            raise InvalidInputError(
+                f"{key!r} is a metadata key: virtual refs go to chunk keys (use .set for metadata)",
+                ErrorKind.INVALID_KEY,
+            )
+        set_virtual_ref(
+            self._engine, parsed.path, parsed.coords, location, offset, length, checksum,
+            validate_container,
+        )
 
     def set_virtual_refs(
         self, array_path: str, chunks: list[VirtualChunkSpec], *, validate_containers: bool = True
     ) -> list[tuple[int, ...]] | None:
-        """Set many virtual refs of one array; returns the indices that were skipped."""
-        raise NotImplementedError("virtual references are not implemented yet (issue 7)")
+        """Set many virtual refs of one array at once.
+
+        With ``validate_containers``, refs whose location matches no virtual chunk container
+        are skipped and their indices returned; None when every ref was set.
+        """
+        from icechunk._sync import run
+
+        return run(self.set_virtual_refs_async(array_path, chunks, validate_containers=validate_containers))
+
+    async def set_virtual_refs_async(
+        self, array_path: str, chunks: list[VirtualChunkSpec], *, validate_containers: bool = True
+    ) -> list[tuple[int, ...]] | None:
+        """Async :meth:`set_virtual_refs`."""
+        from icechunk.core.virtual_refs import failed_indices, set_virtual_columns, spec_columns
+
+        self._check_writable()
+        index, locations, offsets, lengths, etags, lms = spec_columns(chunks)
+        engine = self._engine
+        ndim = engine.get_array(normalize_path(array_path)).array.ndim  # type: ignore[union-attr]
+        if any(len(i) != ndim for i in index):
+            raise InvalidInputError(
+                f"every VirtualChunkSpec index of {array_path} must have {ndim} dimensions",
+                ErrorKind.INVALID_CHUNK_INDEX,
+            )
+        coords = np.asarray(index, dtype=np.int64).reshape(len(index), ndim)
+        failed = set_virtual_columns(
+            engine, normalize_path(array_path), coords, locations,
+            np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
+            etags=etags, last_modified=np.asarray(lms, dtype=np.uint32),
+            validate_containers=validate_containers,
+        )
+        return failed_indices(coords, failed)
+
+    def set_virtual_refs_arr(
+        self,
+        array_path: str,
+        chunk_grid_shape: tuple[int, ...],
+        locations: list[str],
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        *,
+        validate_containers: bool = True,
+        arr_offset: tuple[int, ...] | None = None,
+        checksum: datetime | str | None = None,
+    ) -> list[tuple[int, ...]] | None:
+        """Set the virtual refs of a block of chunks from flat, C-ordered columns.
+
+        Position ``i`` of ``locations`` / ``offsets`` / ``lengths`` is the chunk at the
+        ``i``-th index of a C-order walk over ``chunk_grid_shape``, plus ``arr_offset`` (for
+        appends).  An empty location means "no chunk here".  One ``checksum`` (ETag or
+        last-modified bound) applies to every ref.  Returns the indices skipped because no
+        container matched (with ``validate_containers``), or None.
+        """
+        from icechunk._sync import run
+
+        return run(
+            self.set_virtual_refs_arr_async(
+                array_path, chunk_grid_shape, locations, offsets, lengths,
+                validate_containers=validate_containers, arr_offset=arr_offset, checksum=checksum,
+            )
+        )
+
+    async def set_virtual_refs_arr_async(
+        self,
+        array_path: str,
+        chunk_grid_shape: tuple[int, ...],
+        locations: list[str],
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        *,
+        validate_containers: bool = True,
+        arr_offset: tuple[int, ...] | None = None,
+        checksum: datetime | str | None = None,
+    ) -> list[tuple[int, ...]] | None:
+        """Async :meth:`set_virtual_refs_arr`."""
+        from icechunk.core.virtual_refs import (
+            checksum_fields,
+            failed_indices,
+            set_virtual_columns,
+            unravel_grid,
+        )
+
+        self._check_writable()
+        coords = unravel_grid(chunk_grid_shape, arr_offset)
+        etag, last_modified = checksum_fields(checksum)
+        failed = set_virtual_columns(
+            self._engine, normalize_path(array_path), coords, locations, offsets, lengths,
+            etags=etag, last_modified=last_modified, validate_containers=validate_containers,
+        )
+        return failed_indices(coords, failed)
+
+    def array_chunk_iterator(
+        self, array_path: str, batch_size: int = 100_000
+    ) -> AsyncCloseableIterator[
+        tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, dict[int, bytes]]
+    ]:
+        """Every existing chunk ref of an array, in columnar batches of up to ``batch_size``.
+
+        Each batch is ``(coords, kinds, paths, offsets, lengths, inlined)``: ``coords`` is
+        ``uint32 (n, ndim)``; ``kinds`` ``uint8`` (1 native, 2 virtual, 3 inline); ``paths``
+        the absolute URL of virtual rows (``vcc://`` resolved), the chunk id of native rows
+        and ``""`` for inline rows; ``offsets`` / ``lengths`` ``uint64``; ``inlined`` maps a
+        row of the batch to the bytes of an inline chunk.  Usable with ``for`` and
+        ``async for``.
+        """
+        from icechunk._sync import AsyncCloseableIterator
+
+        return AsyncCloseableIterator(self._chunk_batches(array_path, max(int(batch_size), 1)))
+
+    async def _chunk_batches(
+        self, array_path: str, batch_size: int
+    ) -> AsyncIterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, dict[int, bytes]]]:
+        from icechunk.core.virtual import resolve_vcc
+        from icechunk.format.ids import ChunkId
+
+        engine = self._engine
+        node = engine.get_array(normalize_path(array_path))
+        refs = await engine.current_refs(node)
+        containers = engine.config.containers
+        for lo in range(0, len(refs), batch_size):
+            part = refs.take(np.arange(lo, min(lo + batch_size, len(refs))))
+            kinds = part.kind
+            paths: list[str] = []
+            inlined: dict[int, bytes] = {}
+            for row, kind in enumerate(kinds.tolist()):
+                if kind == RefKind.VIRTUAL:
+                    paths.append(resolve_vcc(containers, part.location[row]))
+                elif kind == RefKind.NATIVE:
+                    paths.append(str(ChunkId(part.chunk_id[row].tobytes())))
+                else:
+                    paths.append("")
+                    inlined[row] = part.inline[row]
+            yield part.coords, kinds, paths, part.offset, part.length, inlined
 
     # ---- listing ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ transaction log (concurrently).  Nothing is visible before the caller's ref upda
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,14 @@ class _ManifestWriter:
     def __init__(self, engine: SessionEngine) -> None:
         self.engine = engine
         self.infos: dict[ManifestId, ManifestFileInfo] = {}
+        self._rows: dict[ManifestId, int] | None = None
         self._semaphore = asyncio.Semaphore(max(engine.config.max_concurrent_manifest_fetches, 1))
+
+    def rows_of(self) -> dict[ManifestId, int]:
+        """Ref count of every manifest of the base snapshot (built once per commit)."""
+        if self._rows is None:
+            self._rows = {i.id: i.num_chunk_refs for i in self.engine.base.snapshot.manifest_files}
+        return self._rows
 
     async def write(self, table: ArrayManifest) -> ManifestRef:
         mid = ManifestId.random()
@@ -77,58 +85,170 @@ async def _array_manifests(
     changes = engine.changes.chunks.get(node.id)
     changed = changes is not None and not changes.is_empty()
     base_refs: tuple[ManifestRef, ...] = ()
-    if node.base is not None and node.base.array is not None:
+    # old manifests of another rank are never reused
+    if node.base is not None and node.base.array is not None and len(node.base.array.shape) == meta.ndim:
         base_refs = node.base.array.manifests
-        same_rank = len(node.base.array.shape) == meta.ndim
-        if (
-            not changed
-            and not rewrite_all
-            and same_rank
-            and all(_inside(m.extents, meta.num_chunks) for m in base_refs)
-        ):
+        if not changed and not rewrite_all and all(_inside(m.extents, meta.num_chunks) for m in base_refs):
             return base_refs
-    refs = await engine.current_refs(node)
-    if len(refs) == 0:
-        return ()
     edges = split_edges(node.path, meta.dimension_names, meta.num_chunks, engine.config.splitting)
     boxes = split_extents(edges)
-    if len(boxes) <= 1:
+    clean: dict[int, list[ManifestRef]] = {}
+    if not rewrite_all and len(boxes) > 1 and base_refs:
+        # untouched splits whose old manifests lie inside them are reused without reading them
+        touched_boxes = (
+            set(split_ids(changes.table().coords, edges).tolist()) if changed and changes else set()
+        )
+        clean, dirty = _clean_boxes(base_refs, edges, boxes, meta.num_chunks, touched_boxes)
+        refs = await _partial_refs(engine, node, dirty)
+    else:
+        refs = await engine.current_refs(node)
+    if len(refs) == 0 and not clean:
+        return ()
+    ids = split_ids(refs.coords, edges) if len(boxes) > 1 else np.zeros(len(refs), dtype=np.int64)
+    if changed and changes:
+        touched = set(split_ids(changes.table().coords, edges).tolist()) if len(boxes) > 1 else {0}
+    else:
+        touched = set()
+    if len(boxes) == 1 and not clean and (rewrite_all or touched):
+        # one split, rewritten: all refs in one manifest (no per-row sort/copy of big tables)
         return (await writer.write(refs),)
-    ids = split_ids(refs.coords, edges)
-    touched = (
-        set(split_ids(changes.table().coords, edges).tolist()) if changed and changes else set()
-    )
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="left")
     stops = np.searchsorted(sorted_ids, np.arange(len(boxes)), side="right")
     jobs: list[asyncio.Future[ManifestRef] | ManifestRef] = []
-    for box_id, box in enumerate(boxes):
+    inside = {} if rewrite_all else _refs_inside_boxes(base_refs, edges, boxes)
+    for box_id, _box in enumerate(boxes):
+        if box_id in clean:
+            jobs.extend(clean[box_id])
+            continue
         if starts[box_id] == stops[box_id]:
             continue
-        reusable = [
-            m for m in base_refs
-            if all(lo <= a and b <= hi for (a, b), (lo, hi) in zip(m.extents, box, strict=True))
-        ]
-        rows = order[starts[box_id] : stops[box_id]]
-        if (
-            not rewrite_all
-            and box_id not in touched
-            and len(reusable) == 1
-            and _extents(refs.coords[rows]) == reusable[0].extents
-            and len(rows) == _manifest_rows(engine, reusable[0].manifest_id)
-        ):
-            jobs.append(reusable[0])
-            continue
-        jobs.append(asyncio.ensure_future(writer.write(refs.take(np.sort(rows)))))
+        rows = np.sort(order[starts[box_id] : stops[box_id]])
+        if not rewrite_all and box_id not in touched:
+            # FORMAT.md §6.2: untouched split -> reuse the old manifests lying inside it;
+            # rows of partially overlapping ones are rewritten restricted to the split
+            reused, rest = _reusable(writer.rows_of(), inside.get(box_id, []), refs.coords[rows])
+            if reused is not None:
+                jobs.extend(reused)
+                if len(rest):
+                    jobs.append(asyncio.ensure_future(writer.write(refs.take(rows[rest]))))
+                continue
+        jobs.append(asyncio.ensure_future(writer.write(refs.take(rows))))
     return tuple([j if isinstance(j, ManifestRef) else await j for j in jobs])
 
 
-def _manifest_rows(engine: SessionEngine, mid: ManifestId) -> int:
-    for info in engine.base.snapshot.manifest_files:
-        if info.id == mid:
-            return info.num_chunk_refs
-    return -1
+def _clean_boxes(
+    base_refs: tuple[ManifestRef, ...],
+    edges: list[list[int]],
+    boxes: list[tuple[tuple[int, int], ...]],
+    num_chunks: tuple[int, ...],
+    touched: set[int],
+) -> tuple[dict[int, list[ManifestRef]], list[ManifestRef]]:
+    """Split boxes reusable as-is (untouched, only old manifests lying entirely inside them
+    and inside the grid) and the old manifests the other boxes need to read."""
+    counts = [len(e) - 1 for e in edges]
+    ndim = len(edges)
+    lows = np.asarray([[lo for lo, _ in m.extents] for m in base_refs], dtype=np.int64).reshape(-1, ndim)
+    highs = np.asarray([[hi for _, hi in m.extents] for m in base_refs], dtype=np.int64).reshape(-1, ndim)
+    # per dimension, the first and last split each manifest's extents overlap
+    first = np.stack([np.searchsorted(e[1:-1], lows[:, d], side="right") for d, e in enumerate(edges)], axis=1)
+    last = np.stack(
+        [np.searchsorted(e[1:-1], np.maximum(highs[:, d] - 1, lows[:, d]), side="right") for d, e in enumerate(edges)],
+        axis=1,
+    )
+    grid = np.maximum(np.asarray(num_chunks, dtype=np.int64), 1)
+    single = np.all(first == last, axis=1) & np.all(highs <= grid, axis=1)
+    by_box: dict[int, list[ManifestRef]] = {}
+    spans: dict[int, bool] = {}
+    for i, mref in enumerate(base_refs):
+        ranges = [range(int(a), int(b) + 1) for a, b in zip(first[i], last[i], strict=True)]
+        whole = bool(single[i])
+        for idx in itertools.product(*ranges):
+            box_id = int(np.ravel_multi_index(idx, counts)) if ndim else 0
+            by_box.setdefault(box_id, []).append(mref)
+            spans[box_id] = spans.get(box_id, True) and whole
+    clean = {
+        box_id: refs for box_id, refs in by_box.items() if spans[box_id] and box_id not in touched
+    }
+    dirty = list(dict.fromkeys(m for box_id, refs in by_box.items() if box_id not in clean for m in refs))
+    return clean, dirty
+
+
+async def _partial_refs(engine: SessionEngine, node: NodeView, manifests: list[ManifestRef]) -> ArrayManifest:
+    """The current refs held by some old manifests plus every session change (sorted, live)."""
+    from icechunk.core.changeset import TOMBSTONE
+
+    assert node.array is not None
+    assert node.base is not None
+    ndim = node.array.ndim
+    loaded = await asyncio.gather(*(engine.assets.fetch_manifest(m.manifest_id) for m in manifests))
+    parts = [t for m in loaded if (t := m.array(node.base.id)) is not None and len(t)]
+    changes = engine.changes.chunks.get(node.id)
+    if changes is not None and not changes.is_empty():
+        parts.append(changes.table())
+    if not parts:
+        return ArrayManifest.empty(node.id, ndim)
+    merged = ArrayManifest.concat(node.id, parts)
+    keep = merged.kind != TOMBSTONE
+    if ndim:
+        grid = np.maximum(np.asarray(node.array.num_chunks, dtype=np.uint64), 1)
+        keep &= np.all(merged.coords < grid, axis=1)
+    return merged if keep.all() else merged.take(np.flatnonzero(keep))
+
+
+def _in_extents(coords: np.ndarray, extents: tuple[tuple[int, int], ...]) -> np.ndarray:
+    mask = np.ones(len(coords), dtype=bool)
+    for d, (lo, hi) in enumerate(extents):
+        mask &= (coords[:, d] >= lo) & (coords[:, d] < hi)
+    return mask
+
+
+def _overlap(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    return all(lo1 < hi2 and lo2 < hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b, strict=True))
+
+
+def _refs_inside_boxes(
+    base_refs: tuple[ManifestRef, ...], edges: list[list[int]], boxes: list[tuple[tuple[int, int], ...]]
+) -> dict[int, list[ManifestRef]]:
+    """Old manifest refs grouped by the split box that contains them entirely."""
+    if not base_refs:
+        return {}
+    ndim = len(edges)
+    lows = np.asarray([[lo for lo, _ in m.extents] for m in base_refs], dtype=np.int64).reshape(-1, ndim)
+    out: dict[int, list[ManifestRef]] = {}
+    for mref, box_id in zip(base_refs, split_ids(lows, edges).tolist(), strict=True):
+        box = boxes[box_id] if 0 <= box_id < len(boxes) else None
+        if box is not None and all(lo <= a and b <= hi for (a, b), (lo, hi) in zip(mref.extents, box, strict=True)):
+            out.setdefault(box_id, []).append(mref)
+    return out
+
+
+def _reusable(
+    rows_of: dict[ManifestId, int], candidates: list[ManifestRef], coords: np.ndarray
+) -> tuple[list[ManifestRef] | None, np.ndarray]:
+    """Old manifests reusable as-is for a split box, and the rows (indices) left to write.
+
+    ``candidates`` are the old manifests lying entirely inside the box.  Returns
+    ``(None, ...)`` when the box must be written from scratch (nothing reusable, or the
+    leftover rows would overlap a reused manifest's extents).
+    """
+    covered = np.zeros(len(coords), dtype=bool)
+    reused: list[ManifestRef] = []
+    for mref in candidates:
+        mine = _in_extents(coords, mref.extents)
+        count = int(mine.sum())
+        if count and count == rows_of.get(mref.manifest_id, -1) and _extents(coords[mine]) == mref.extents:
+            reused.append(mref)
+            covered |= mine
+    if not reused:
+        return None, np.zeros(0, dtype=np.int64)
+    rest = np.flatnonzero(~covered)
+    if len(rest):
+        rest_extents = _extents(coords[rest])
+        if any(_overlap(rest_extents, m.extents) for m in reused):
+            return None, rest
+    return reused, rest
 
 
 async def prepare_snapshot(

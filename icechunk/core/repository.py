@@ -35,6 +35,7 @@ from icechunk.core.repo_state import (
     spec2_only,
 )
 from icechunk.core.session import SessionEngine
+from icechunk.core.virtual import VirtualResolver
 from icechunk.format import refs as refs_format
 from icechunk.format.config_yaml import decode_config_yaml, encode_config_yaml
 from icechunk.format.ids import INITIAL_SNAPSHOT_ID, SnapshotId
@@ -101,9 +102,12 @@ class RepoEngine:
     effective: EffectiveConfig = field(init=False)
     assets: AssetManager = field(init=False)
     state: RepoState = field(init=False)
+    virtual: VirtualResolver = field(init=False)
 
     def __post_init__(self) -> None:
         self.effective = EffectiveConfig.of(self.config)
+        # checks that authorized credentials fit their containers (StorageError otherwise)
+        self.virtual = VirtualResolver(self.config.virtual_chunk_containers, self.authorizations)
         self.storage = self.storage.with_settings(self.config.storage)
         self.assets = AssetManager(
             self.storage,
@@ -130,8 +134,8 @@ class RepoEngine:
         )
 
     def virtual_fetcher(self) -> Any:
-        """The coroutine sessions use to read virtual chunks (None: virtual reads refused)."""
-        return None
+        """The coroutine sessions use to read virtual chunks (authorization, checksums)."""
+        return self.virtual.fetch
 
     # ---- creation and opening ---------------------------------------------------------------
 
@@ -296,7 +300,7 @@ class RepoEngine:
         return sid
 
     def _engine(self, base: SnapshotIndex, branch: str | None, mode: str) -> SessionEngine:
-        return SessionEngine(
+        engine = SessionEngine(
             self.assets,
             self.state,
             self.effective,
@@ -306,6 +310,10 @@ class RepoEngine:
             virtual_fetch=self.virtual_fetcher(),
             default_metadata=self.default_commit_metadata,
         )
+        from icechunk.core.preload import schedule_preload
+
+        schedule_preload(engine, self.config.manifest.preload if self.config.manifest else None)
+        return engine
 
     async def readonly_session(self, sid: SnapshotId) -> SessionEngine:
         return self._engine(await self.snapshot(sid), None, "readonly")

@@ -403,7 +403,7 @@ class SessionEngine:
             )
         return node
 
-    async def set_chunk(self, path: str, coords: tuple[int, ...], data: bytes) -> None:
+    async def set_chunk(self, path: str, coords: tuple[int, ...], data: bytes | memoryview) -> None:
         """Write a chunk: inline up to the threshold, otherwise as a new chunk object."""
         self.require_writable()
         node = self._array_for_write(path, coords)

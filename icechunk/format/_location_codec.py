@@ -12,15 +12,25 @@ are the same as one ``ZstdCompressor.compress`` call per location would give.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zstandard
 
-from icechunk.format._manifest_wire import Segments, gather_words, group_rows, unaligned_u32
+from icechunk.format._manifest_wire import (
+    Segments,
+    gather_words,
+    group_rows,
+    strided_gather,
+    unaligned_u32,
+)
 
 __all__ = [
     "MAX_LOCATION_BYTES",
+    "LocationCompressor",
     "compress_locations",
     "decode_utf8",
     "decompress_locations",
@@ -79,20 +89,269 @@ def train_location_dictionary(
         return None
 
 
+# Locations per bulk-compression call.  python-zstandard starts a new output buffer about
+# every megabyte; calls this small get one buffer, which ``_frames_blob`` reads in one piece.
+_CHUNK = 16_384
+
+
+class LocationCompressor:
+    """Compresses locations with a dictionary in chunks on a small thread pool.
+
+    python-zstandard's bulk API loops in C with the GIL released, so while the pool
+    compresses, the caller can lay out the refs whose frames are ready
+    (:meth:`compressed` blocks until a range is done).  A location equal to the previous one
+    (common: several chunks of one file) is compressed once, its frame reused; frames are
+    deterministic, so the output is the same.  Use as a context manager.
+    """
+
+    def __init__(self, locations: Segments, dictionary: bytes, level: int) -> None:
+        self._locations = locations
+        self._dict = zstandard.ZstdCompressionDict(dictionary)
+        self._level = level
+        repeats = _repeats(locations)
+        if repeats is None:
+            self._inverse = None
+            unique = locations
+        else:
+            self._inverse = np.cumsum(~repeats) - 1
+            unique = locations.take(np.flatnonzero(~repeats))
+        n = len(unique)
+        self._data = np.ascontiguousarray(unique.data)
+        table = np.empty((n, 2), dtype=np.uint64)
+        table[:, 0] = unique.starts
+        table[:, 1] = unique.lengths
+        self._table = table
+        self._count = n
+        workers = _threads(n)
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        starts = list(range(0, n, _CHUNK))
+        if self._pool is not None:
+            self._chunks = [self._pool.submit(self._work, lo) for lo in starts]
+        else:
+            self._chunks = [_Done(self._work(lo)) for lo in starts]
+
+    def __enter__(self) -> LocationCompressor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            for job in self._chunks:
+                job.cancel()
+            self._pool.shutdown(wait=True)
+
+    def _work(self, lo: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = min(self._count, lo + _CHUNK)
+        cctx = zstandard.ZstdCompressor(level=self._level, dict_data=self._dict)
+        if not self._table[lo:hi, 1].any():
+            # only empty locations, which the bulk API refuses: they all get the same frame
+            frame = np.frombuffer(cctx.compress(b""), dtype=np.uint8)
+            return np.tile(frame, hi - lo), np.full(hi - lo, frame.shape[0], dtype=np.int64)
+        frames = cctx.multi_compress_to_buffer(
+            zstandard.BufferWithSegments(self._data, self._table[lo:hi].tobytes()), threads=0
+        )
+        return _frames_blob(frames, self._dict.dict_id())
+
+    @staticmethod
+    def chunk_size() -> int:
+        return _CHUNK
+
+    def compressed(self, lo: int, hi: int) -> Segments:
+        """Frames of locations ``lo:hi`` (waits for the chunks holding them)."""
+        if self._inverse is None:
+            first, last = lo, hi
+        else:
+            first, last = int(self._inverse[lo]), int(self._inverse[hi - 1]) + 1
+        c0, c1 = first // _CHUNK, -(-last // _CHUNK)
+        parts = [self._chunks[c].result() for c in range(c0, c1)]
+        blob = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        lengths = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+        offsets = np.zeros(lengths.shape[0], dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        if self._inverse is None:
+            sel: np.ndarray | slice = slice(lo - c0 * _CHUNK, hi - c0 * _CHUNK)
+        else:
+            sel = self._inverse[lo:hi] - c0 * _CHUNK
+        return Segments(self._locations.rows[lo:hi], blob, offsets[sel], lengths[sel])
+
+
+def _repeats(locations: Segments) -> np.ndarray | None:
+    """Which locations equal the previous one; None when a sample says repeats are rare."""
+    n = len(locations)
+    if n < 2:
+        return None
+    lengths = locations.lengths
+    same_length = lengths[1:] == lengths[:-1]
+    shared = same_length & (locations.starts[1:] == locations.starts[:-1])
+    if shared.any():
+        # pack_strings stored repeated strings once: same bytes, no comparison needed
+        # (a repeat that does not share its bytes is merely compressed again)
+        repeats = np.zeros(n, dtype=bool)
+        repeats[1:] = shared
+        return repeats
+    sample = np.unique(np.linspace(0, n - 2, num=min(n - 1, 256)).astype(np.int64))
+    sample = sample[same_length[sample]]
+    hits = sum(locations.item(i) == locations.item(i + 1) for i in sample.tolist())
+    if hits * 10 < min(n - 1, 256):
+        return None
+    candidates = np.flatnonzero(same_length)
+    items = locations.to_list()
+    equal = np.fromiter(
+        (items[i] == items[i + 1] for i in candidates.tolist()),
+        dtype=bool,
+        count=candidates.shape[0],
+    )
+    repeats = np.zeros(n, dtype=bool)
+    repeats[candidates[equal] + 1] = True
+    return repeats
+
+
+class _Done:
+    """A finished job with the ``Future`` methods used above."""
+
+    def __init__(self, value: tuple[np.ndarray, np.ndarray]) -> None:
+        self._value = value
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._value
+
+    def cancel(self) -> bool:
+        return False
+
+
 def compress_locations(locations: Segments, dictionary: bytes, level: int) -> Segments:
     """One zstd frame (with dictionary id and content size) per location, same rows."""
-    if not len(locations):
+    n = len(locations)
+    if not n:
         return Segments.empty()
-    cctx = zstandard.ZstdCompressor(
-        level=level, dict_data=zstandard.ZstdCompressionDict(dictionary)
+    with LocationCompressor(locations, dictionary, level) as job:
+        return job.compressed(0, n)
+
+
+def _address(buf: object) -> int:
+    return int(np.frombuffer(buf, dtype=np.uint8).ctypes.data)  # type: ignore[call-overload]
+
+
+def _frames_blob(
+    frames: zstandard.BufferWithSegmentsCollection, dict_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of one bulk call as one byte array, and each frame's length.
+
+    Creating a Python object per frame to learn its length costs a good part of what
+    compressing it does.  The collection is a few output buffers, each holding consecutive
+    frames back to back; we find where each buffer starts (a frame's ``offset`` within its
+    buffer drops back to 0), check that the buffers account for every byte, copy each buffer
+    in one go, and recover the frame boundaries by parsing the frame headers with numpy.
+    Anything unexpected falls back to one object per frame.
+    """
+    count = len(frames)
+    pieces = _buffer_pieces(frames, count)
+    if pieces is not None:
+        blob = np.concatenate(
+            [
+                np.array(np.ctypeslib.as_array((ctypes.c_ubyte * size).from_address(address)))
+                for address, size in pieces
+            ]
+        )
+        lengths = _frame_lengths(blob, count, dict_id)
+        if lengths is not None:
+            return blob, lengths
+    parts = list(map(frames.__getitem__, range(count)))
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=count)
+    return np.frombuffer(b"".join(parts), dtype=np.uint8), lengths
+
+
+# Frames sampled per output buffer search step; python-zstandard's buffers hold far more.
+_BUFFER_PROBE = 32
+
+
+def _buffer_pieces(
+    frames: zstandard.BufferWithSegmentsCollection, count: int
+) -> list[tuple[int, int]] | None:
+    """``(address, size)`` of each output buffer of a bulk call, in frame order, or None.
+
+    A buffer starts at frame 0 and wherever a frame's offset is below the previous frame's.
+    Sampling every ``_BUFFER_PROBE`` frames then bisecting finds those starts; the result
+    is accepted only if the buffers' sizes add up to ``frames.size()`` and each buffer's
+    last frame sits where its offset says, which rules out gaps and missed boundaries.
+    """
+    if count == 0:
+        return None
+
+    def offset(i: int) -> int:
+        return int(frames[i].offset)
+
+    starts = [0]
+    probes = [*range(0, count, _BUFFER_PROBE), count - 1]
+    previous = offset(0)
+    for lo, hi in itertools.pairwise(probes):
+        current = offset(hi)
+        if current < previous:
+            # one buffer start in (lo, hi]: the first frame whose offset is not above lo's
+            a, b = lo, hi
+            while b - a > 1:
+                mid = (a + b) // 2
+                if offset(mid) < previous:
+                    b = mid
+                else:
+                    a = mid
+            starts.append(b)
+        previous = current
+    pieces = []
+    covered = 0
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else count
+        first, last = frames[start], frames[end - 1]
+        size = int(last.offset) + len(last)
+        if first.offset != 0 or len(first) == 0:
+            return None
+        if _address(last) - _address(first) != last.offset:
+            return None
+        pieces.append((_address(first), size))
+        covered += size
+    return pieces if covered == frames.size() else None
+
+
+_FCS_SIZE = np.array([0, 2, 4, 8], dtype=np.int64)
+
+
+def _frame_lengths(blob: np.ndarray, count: int, dict_id: int) -> np.ndarray | None:
+    """Lengths of ``count`` single-block zstd frames stored back to back in ``blob``.
+
+    None unless the frame headers found chain exactly from the start to the end of ``blob``.
+    """
+    size = blob.shape[0]
+    padded = np.concatenate([blob, np.zeros(16, dtype=np.uint8)])
+    words = unaligned_u32(padded)
+    starts = np.flatnonzero(words[:size] == _ZSTD_MAGIC)
+    fhd = padded[starts + 4].astype(np.int64)
+    single = (fhd >> 5) & 1
+    dict_pos = starts + 5 + (1 - single)
+    has_dict = (fhd & 3) == 3
+    # drop magic numbers that occur inside compressed data: the dictionary id must follow
+    genuine = has_dict & (words[dict_pos] == dict_id) & ((fhd & 0x08) == 0)
+    starts, fhd, single, dict_pos = (
+        starts[genuine],
+        fhd[genuine],
+        single[genuine],
+        dict_pos[genuine],
     )
-    data = np.ascontiguousarray(locations.data)
-    frames = cctx.multi_compress_to_buffer(
-        zstandard.BufferWithSegments(data, _segment_table(locations)),
-        threads=_threads(len(locations)),
+    if starts.shape[0] != count or count == 0 or starts[0] != 0:
+        return None
+    fcs_flag = fhd >> 6
+    fcs = np.where(fcs_flag == 0, single, _FCS_SIZE[fcs_flag])
+    block = dict_pos + 4 + fcs
+    header = (
+        padded[block].astype(np.int64)
+        | padded[block + 1].astype(np.int64) << 8
+        | padded[block + 2].astype(np.int64) << 16
     )
-    parts = list(map(frames.__getitem__, range(len(frames))))
-    return Segments.from_bytes_list(locations.rows, parts)
+    block_type = (header >> 1) & 3
+    payload = np.where(block_type == 1, 1, header >> 3)
+    lengths = block + 3 + payload + 4 * ((fhd >> 2) & 1) - starts
+    ends = starts + lengths
+    if (header & 1).all() and (ends[:-1] == starts[1:]).all() and ends[-1] == size:
+        return lengths
+    return None
 
 
 _DICT_ID_SIZE = np.array([0, 1, 2, 4], dtype=np.int64)
@@ -167,8 +426,8 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
         raise ValueError(f"compressed location longer than {MAX_LOCATION_BYTES} bytes")
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
-        known = sizes >= 0
-        bulk = np.flatnonzero(known)
+        # zero-length outputs crash python-zstandard's bulk API (double free): done one by one
+        bulk = np.flatnonzero(sizes > 0)
         if bulk.shape[0]:
             part = frames if bulk.shape[0] == len(frames) else frames.take(bulk)
             result = dctx.multi_decompress_to_buffer(
@@ -181,9 +440,11 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
                 out = strings
             else:
                 out[bulk] = strings
-        for i in np.flatnonzero(~known).tolist():
-            # no content size in the frame header: let zstd enforce the cap
+        for i in np.flatnonzero(sizes <= 0).tolist():
+            # empty, or no content size in the frame header (then zstd enforces the cap)
             text = dctx.decompress(frames.item(i), max_output_size=MAX_LOCATION_BYTES)
+            if sizes[i] == 0 and text:
+                raise ValueError("compressed location longer than its declared size")
             out[i] = text.decode("utf-8")
     except zstandard.ZstdError as err:
         raise ValueError(f"cannot decompress location: {err}") from None
@@ -229,9 +490,17 @@ def decode_utf8(seg: Segments) -> np.ndarray:
         return out
     for length, rows in group_rows(seg.lengths):
         m = rows.shape[0]
-        nwords = (length >> 2) + 1
-        words = gather_words(seg, rows, nwords)
-        blob = np.ascontiguousarray(words.view(np.uint8)[:, : length + 1]).tobytes()
+        starts = seg.starts[rows]
+        block = None
+        if int(starts.max()) + length < seg.data.shape[0]:
+            # flatbuffer strings are NUL-terminated: copy each with its terminator
+            block = strided_gather(seg.data, starts, length + 1)
+        if block is not None:
+            block[:, length] = 0
+        else:
+            nwords = (length >> 2) + 1
+            block = gather_words(seg, rows, nwords).view(np.uint8)[:, : length + 1]
+        blob = np.ascontiguousarray(block).tobytes()
         if blob.count(b"\x00") == m:
             strings = blob.decode("utf-8").split("\x00")
             strings.pop()

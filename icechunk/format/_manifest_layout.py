@@ -11,7 +11,7 @@ How: the builder writes back to front; its output is fully determined by the run
 ``off`` (bytes written so far, counted from the buffer end).  Per chunk ref it writes the
 index vector, the payload vectors/strings, the ``ChunkRef`` table and, the first time a
 (field set, table size) combination occurs, a vtable.  All sizes are known up front except
-three alignment paddings, which only depend on ``off`` modulo 8:
+two alignment paddings, which only depend on ``off`` modulo 8:
 
 - the index vector pad (non-zero only right after a vtable whose size is 2 mod 4),
 - the pad in front of the table's first u64 field (0 or 4), which changes the table size and
@@ -21,10 +21,13 @@ We therefore scan refs window by window, computing ``off mod 8`` for every ref w
 cumulative sum that restarts at each table holding a u64 field, until the first ref whose
 vtable does not exist yet; the builder would write that vtable right after it, so the scan
 resumes there.  New vtables are rare (typically 2 to 4 per array), so this is a few
-vectorized passes.  With all paddings known, every object's offset is a cumulative sum and
-the bytes are filled with numpy scatters into one block, which is spliced into a real
-``flatbuffers.Builder`` that then writes the small tables around it (``ArrayManifest``,
-vectors, ``Manifest``) and the root, with its vtable de-duplication seeded with ours.
+vectorized passes.  With all paddings known, every ref's bytes form a *record* whose layout
+depends only on its field set, paddings and payload sizes; records are filled through
+numpy structured dtypes, straight into the ``flatbuffers.Builder``'s own buffer: long runs
+of same-layout refs through one strided view, the rest group by group with one 2-D scatter
+of 32-bit words.  The builder then writes the small objects around them
+(``ArrayManifest``, vectors, ``Manifest``, root) itself, its vtable de-duplication seeded
+with ours.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from icechunk.format._manifest_wire import (
     group_rows,
 )
 
-__all__ = ["MAX_BUFFER_SIZE", "build_manifest_buffer"]
+__all__ = ["MAX_BUFFER_SIZE", "ManifestWriter", "build_manifest_buffer", "estimate_size"]
 
 MAX_BUFFER_SIZE = flatbuffers.Builder.MAX_BUFFER_SIZE
 
@@ -154,6 +157,12 @@ def _scan(off0: int, pre: np.ndarray, base: np.ndarray, is64: np.ndarray) -> tup
     m = pre.shape[0]
     pad_a0 = -off0 % 4
     init = (off0 + pad_a0) % 8
+    if is64.all():
+        # every table restarts the state: ref k starts where table k - 1 left it
+        state_in = np.empty(m, dtype=np.int64)
+        state_in[0] = init
+        state_in[1:] = base[:-1]
+        return pad_a0, -(state_in + pre) % 8
     inc = np.where(is64, 0, pre + base)
     csum = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(inc, out=csum[1:])
@@ -302,8 +311,11 @@ def _fill_records(
         target["coords"] = arr.coords[rows]
 
 
-def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
-    """Write the refs of ``arr`` and their vector into ``b``; returns the vector's offset."""
+def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
+    """Write the refs of ``arr`` (index vectors, payloads, tables, new vtables) into ``b``.
+
+    Returns each table's builder offset, for the refs vector.
+    """
     n = len(arr)
     ndim = int(arr.coords.shape[1])
     shape = arr.shape.astype(np.intp)
@@ -356,12 +368,12 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
             k = j0 + stop - 1
             code = int(codes[stop - 1])
             sh = int(shape[k])
-            key = _builder_key(sh, int(pc[stop - 1] + base[k]))
-            existing = b.vtables.get(key)
+            vt_key = _builder_key(sh, int(pc[stop - 1] + base[k]))
+            existing = b.vtables.get(vt_key)
             if existing is None:
                 vtnew[k] = _VTLEN[sh]
                 off += int(_VTLEN[sh])
-                b.vtables[key] = off
+                b.vtables[vt_key] = off
                 existing = off
             vt_of_code[code] = existing
             known[code] = True
@@ -375,32 +387,24 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
     x_tab = ends - vtnew
     soff = (vt_of_code[shape * 2 + (pad_c >> 2)] - x_tab).astype(np.int32)
 
-    vec_start = int(ends[-1]) if n else start_off
-    vec_start += -vec_start % 4
-    x_vec = vec_start + 4 * n + 4
-    total = x_vec - start_off
-    # Fill the builder's own buffer in place when its start is 8-aligned (then buffer
-    # offsets and final positions agree modulo 8); else a scratch block that is copied in.
-    _reserve(b, total)
-    blk = np.frombuffer(b.Bytes, dtype=np.uint8)
-    end8 = blk.shape[0]
-    in_place = end8 % 8 == 0 and blk.ctypes.data % 8 == 0
-    if not in_place:
-        end8 = -(-x_vec // 8) * 8
-        blk = np.zeros(end8 - start_off // 8 * 8, dtype=np.uint8)
+    if n == 0:
+        return x_tab
+    end_off = int(ends[-1])
+    total = end_off - start_off
+    blk, end8, in_place = _output(b, start_off, end_off)
     u32 = blk.view("<u4")
     rec_pos = end8 - ends  # lowest address of each ref's record
 
     # group refs by record layout
     key = shape | (pad_a << 8) | ((pad_c >> 2) << 10) | ((vtnew > 0).astype(np.int64) << 11)
     radix = 1 << 12
-    for size in psize:
-        if size is None:
+    for padded_size in psize:
+        if padded_size is None:
             continue
-        top = int(size.max(initial=0)) // 4 + 1
+        top = int(padded_size.max(initial=0)) // 4 + 1
         if radix * top >= 1 << 62:
             raise OverflowError("chunk ref payloads too large")
-        key = key + radix * (size // 4)
+        key = key + radix * (padded_size // 4)
         radix *= top
     records: dict[int, _Record] = {}
 
@@ -450,18 +454,52 @@ def _inject_refs(b: flatbuffers.Builder, arr: WireArray) -> int:
                     idx = pos[:, None] + np.arange(itemsize, dtype=np.int64)
                     blk[idx] = tmp.view(np.uint8).reshape(part.shape[0], itemsize)
 
-    # the refs vector: length, then one uoffset per table
-    p_vec = (end8 - x_vec) >> 2
+    if not in_place:
+        b.Bytes[b.head - total : b.head] = memoryview(blk)[end8 - end_off : end8 - start_off]
+    del blk, u32
+    b.head -= total
+    b.minalign = max(b.minalign, 8 if bool(is64.any()) else 4)
+    return x_tab
+
+
+_IN_PLACE = True  # tests switch it off to exercise the scratch-block path
+
+
+def _output(b: flatbuffers.Builder, start_off: int, end_off: int) -> tuple[np.ndarray, int, bool]:
+    """Where to write builder offsets ``(start_off, end_off]``: ``(bytes, end, in_place)``.
+
+    Offset ``x`` is byte ``end - x`` of the returned array.  It is the builder's own buffer
+    when that starts 8-aligned (so buffer positions and final positions agree modulo 8),
+    else a zeroed scratch block to copy in afterwards.
+    """
+    _reserve(b, end_off - start_off)
+    blk = np.frombuffer(b.Bytes, dtype=np.uint8)
+    end = blk.shape[0]
+    if _IN_PLACE and end % 8 == 0 and blk.ctypes.data % 8 == 0:
+        return blk, end, True
+    end = -(-end_off // 8) * 8
+    return np.zeros(end - start_off // 8 * 8, dtype=np.uint8), end, False
+
+
+def _write_refs_vector(b: flatbuffers.Builder, x_tab: np.ndarray) -> int:
+    """The ``[ChunkRef]`` vector (as ``StartVector`` + uoffsets + ``EndVector``); its offset."""
+    n = x_tab.shape[0]
+    start_off = b.Offset()
+    vec_start = start_off + -start_off % 4
+    x_vec = vec_start + 4 * n + 4
+    blk, end, in_place = _output(b, start_off, x_vec)
+    u32 = blk.view("<u4")
+    p_vec = (end - x_vec) >> 2
     u32[p_vec] = n
     if n:
         x_elem = vec_start + 4 * (n - np.arange(n, dtype=np.int64))
         u32[p_vec + 1 : p_vec + 1 + n] = (x_elem - x_tab).astype(np.uint32)
-
+    total = x_vec - start_off
     if not in_place:
-        b.Bytes[b.head - total : b.head] = memoryview(blk)[end8 - x_vec : end8 - start_off]
+        b.Bytes[b.head - total : b.head] = memoryview(blk)[end - x_vec : end - start_off]
     del blk, u32
     b.head -= total
-    b.minalign = max(b.minalign, 8 if bool(is64.any()) else 4)
+    b.minalign = max(b.minalign, 4)
     return x_vec
 
 
@@ -473,6 +511,61 @@ def _estimate(arrays: list[WireArray], dictionary: bytes | None) -> int:
         for seg in (arr.inline, arr.location, arr.etag, arr.compressed_location):
             size += int(seg.lengths.sum()) + 8 * len(seg)
     return -(-size // 8) * 8
+
+
+class ManifestWriter:
+    """Writes a manifest flatbuffer array by array, refs in one or several blocks.
+
+    Same bytes as ``flatbuffers.Builder`` driven in the §2.6 order: for each array (sorted by
+    node id) :meth:`add_refs` for its refs in index order (any split into consecutive
+    blocks), then :meth:`end_array`; finally :meth:`finish`.
+    """
+
+    def __init__(self, size_hint: int = 1024) -> None:
+        self._b = flatbuffers.Builder(min(-(-max(size_hint, 64) // 8) * 8, MAX_BUFFER_SIZE))
+        self._tables: list[int] = []
+        self._pending: list[np.ndarray] = []
+
+    def add_refs(self, refs: WireArray) -> None:
+        """Write the next refs of the current array (continuing its index order)."""
+        self._pending.append(_write_refs(self._b, refs))
+
+    def end_array(self, node_id: bytes) -> None:
+        """Write the refs vector and the ``ArrayManifest`` table of the current array."""
+        b = self._b
+        x_tab = np.concatenate(self._pending) if self._pending else np.zeros(0, dtype=np.int64)
+        self._pending = []
+        refs = _write_refs_vector(b, x_tab)
+        b.StartObject(3)
+        b.PrependUOffsetTRelativeSlot(1, refs, 0)
+        prepend_struct_slot(b, 0, bytes(node_id))
+        self._tables.append(b.EndObject())
+
+    def finish(
+        self, manifest_id: bytes, compression_algorithm: int | None, dictionary: bytes | None
+    ) -> memoryview:
+        """Write the arrays vector, dictionary, ``Manifest`` table and root; the buffer."""
+        b = self._b
+        b.StartVector(4, len(self._tables), 4)
+        for t in reversed(self._tables):
+            b.PrependUOffsetTRelative(t)
+        arrays_vec = b.EndVector()
+        dict_vec = b.CreateByteVector(bytes(dictionary)) if dictionary is not None else None
+        b.StartObject(5)
+        if dict_vec is not None:
+            b.PrependUOffsetTRelativeSlot(2, dict_vec, 0)
+        b.PrependUOffsetTRelativeSlot(1, arrays_vec, 0)
+        prepend_struct_slot(b, 0, bytes(manifest_id))
+        if compression_algorithm is not None:
+            b.PrependUint8Slot(3, compression_algorithm, 1)
+        root = b.EndObject()
+        b.Finish(root, file_identifier=b"Ichk")
+        return memoryview(b.Bytes)[b.Head() :]
+
+
+def estimate_size(arrays: list[WireArray], dictionary: bytes | None) -> int:
+    """A generous guess of the flatbuffer size, to size the builder's buffer once."""
+    return _estimate(arrays, dictionary)
 
 
 def build_manifest_buffer(
@@ -500,26 +593,8 @@ def build_manifest_buffer(
     OverflowError
         If the buffer would exceed the 2 GiB flatbuffer limit.
     """
-    b = flatbuffers.Builder(min(_estimate(arrays, dictionary), MAX_BUFFER_SIZE))
-    tables = []
+    writer = ManifestWriter(_estimate(arrays, dictionary))
     for arr in arrays:
-        refs = _inject_refs(b, arr)
-        b.StartObject(3)
-        b.PrependUOffsetTRelativeSlot(1, refs, 0)
-        prepend_struct_slot(b, 0, bytes(arr.node_id))
-        tables.append(b.EndObject())
-    b.StartVector(4, len(tables), 4)
-    for t in reversed(tables):
-        b.PrependUOffsetTRelative(t)
-    arrays_vec = b.EndVector()
-    dict_vec = b.CreateByteVector(bytes(dictionary)) if dictionary is not None else None
-    b.StartObject(5)
-    if dict_vec is not None:
-        b.PrependUOffsetTRelativeSlot(2, dict_vec, 0)
-    b.PrependUOffsetTRelativeSlot(1, arrays_vec, 0)
-    prepend_struct_slot(b, 0, bytes(manifest_id))
-    if compression_algorithm is not None:
-        b.PrependUint8Slot(3, compression_algorithm, 1)
-    root = b.EndObject()
-    b.Finish(root, file_identifier=b"Ichk")
-    return memoryview(b.Bytes)[b.Head() :]
+        writer.add_refs(arr)
+        writer.end_array(arr.node_id)
+    return writer.finish(manifest_id, compression_algorithm, dictionary)

@@ -28,6 +28,7 @@ from icechunk.format._manifest_wire import (
     F_INDEX,
     Segments,
     WireArray,
+    strided_gather,
     unaligned_u32,
 )
 
@@ -59,12 +60,18 @@ class _Buf:
 
     def at_u32(self, pos: np.ndarray, what: str) -> np.ndarray:
         self.check(pos, 4, what)
+        values = strided_gather(self.b8, pos, 4, "<u4")
+        if values is not None:
+            return values
         if (pos & 3).any():
             return self.u32x[pos]
         return self.u32[pos >> 2]
 
     def at_u64(self, pos: np.ndarray, what: str) -> np.ndarray:
         self.check(pos, 8, what)
+        values = strided_gather(self.b8, pos, 8, "<u8")
+        if values is not None:
+            return values
         if (pos & 7).any():
             lo = self.u32x[pos].astype(np.uint64)
             hi = self.u32x[pos + 4].astype(np.uint64)
@@ -74,6 +81,9 @@ class _Buf:
     def at_bytes(self, pos: np.ndarray, width: int, what: str) -> np.ndarray:
         """``(len(pos), width)`` uint8 rows (width a multiple of 4)."""
         self.check(pos, width, what)
+        rows = strided_gather(self.b8, pos, width)
+        if rows is not None:
+            return rows
         words = np.arange(0, width, 4, dtype=np.int64)
         if (pos & 3).any():
             return np.ascontiguousarray(self.u32x[pos[:, None] + words]).view(np.uint8)
@@ -188,10 +198,10 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
         for k, pos in enumerate(cand.tolist()):
             if pos < 0 or pos + 4 > g.n:
                 raise ValueError("chunk ref vtable out of bounds")
-            vtlen = int(g.b8[pos]) | int(g.b8[pos + 1]) << 8
-            if vtlen < 4 or pos + vtlen > g.n:
+            vt_size = int(g.b8[pos]) | int(g.b8[pos + 1]) << 8
+            if vt_size < 4 or pos + vt_size > g.n:
                 raise ValueError("chunk ref vtable out of bounds")
-            for fid in range(min(CHUNK_REF_FIELDS, (vtlen - 4) // 2)):
+            for fid in range(min(CHUNK_REF_FIELDS, (vt_size - 4) // 2)):
                 q = pos + 4 + 2 * fid
                 table[k, fid] = int(g.b8[q]) | int(g.b8[q + 1]) << 8
 
@@ -238,9 +248,11 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
         raise ValueError(f"chunk index with {ndim} dimensions")
     if ndim:
         g.check(iv + 4 * ndim, 4, "index vector")
-        cols = iv[:, None] + 4 + 4 * np.arange(ndim, dtype=np.int64)
-        coords = g.u32x[cols] if (iv & 3).any() else g.u32[cols >> 2]
-        coords = np.ascontiguousarray(coords, dtype=np.uint32)
+        coords = strided_gather(g.b8, iv + 4, 4 * ndim, "<u4")
+        if coords is None:
+            cols = iv[:, None] + 4 + 4 * np.arange(ndim, dtype=np.int64)
+            coords = g.u32x[cols] if (iv & 3).any() else g.u32[cols >> 2]
+        coords = np.ascontiguousarray(coords, dtype=np.uint32).reshape(n, ndim)
     else:
         coords = np.zeros((n, 0), dtype=np.uint32)
 

@@ -14,6 +14,7 @@ group is one 2-D fancy-index operation instead of a per-ref Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,8 @@ __all__ = [
     "gather_words",
     "group_rows",
     "pack_strings",
+    "progressions",
+    "strided_gather",
 ]
 
 # ChunkRef field ids (= vtable slot numbers), FORMAT.md §3.4.
@@ -130,6 +133,27 @@ class WireArray:
     def __len__(self) -> int:
         return int(self.coords.shape[0])
 
+    def slice(self, lo: int, hi: int) -> WireArray:
+        """Refs ``lo:hi`` (views, payload rows renumbered from 0)."""
+
+        def part(seg: Segments) -> Segments:
+            a, b = np.searchsorted(seg.rows, [lo, hi]).tolist()
+            return Segments(seg.rows[a:b] - lo, seg.data, seg.starts[a:b], seg.lengths[a:b])
+
+        return WireArray(
+            node_id=self.node_id,
+            coords=self.coords[lo:hi],
+            shape=self.shape[lo:hi],
+            offset=self.offset[lo:hi],
+            length=self.length[lo:hi],
+            chunk_id=self.chunk_id[lo:hi],
+            last_modified=self.last_modified[lo:hi],
+            inline=part(self.inline),
+            location=part(self.location),
+            etag=part(self.etag),
+            compressed_location=part(self.compressed_location),
+        )
+
 
 def unaligned_u32(data: np.ndarray) -> np.ndarray:
     """A uint32 view starting at *every* byte of ``data`` (element ``i`` = bytes ``i..i+4``).
@@ -184,6 +208,61 @@ def group_rows(values: np.ndarray) -> list[tuple[int, np.ndarray]]:
     ]
 
 
+# Below this many rows a fancy-index gather costs no more than looking for progressions.
+_MIN_STRIDED = 256
+
+
+def progressions(pos: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """Split ``pos`` into runs of arithmetic progressions: ``[(start, stop, step), ...]``.
+
+    Builders lay out same-shaped refs at a constant stride (apart from a few refs around new
+    vtables), so their fields can be read with a few strided copies instead of index
+    arrays.  None when there are too many runs for that to pay off.
+    """
+    m = pos.shape[0]
+    if m < _MIN_STRIDED:
+        return None
+    # cheap look at 64 evenly spread steps first: scattered layouts bail out here
+    probe = np.linspace(0, m - 2, num=64).astype(np.int64)
+    if np.unique(pos[probe + 1] - pos[probe]).shape[0] > 8:
+        return None
+    diff = np.diff(pos)
+    cuts = np.flatnonzero(diff[1:] != diff[:-1]) + 1
+    if cuts.shape[0] > max(8, m >> 11):
+        return None
+    bounds = [0, *cuts.tolist(), m]
+    steps = diff[np.minimum(np.array(bounds[:-1]), m - 2)].tolist()
+    return [(bounds[i], bounds[i + 1], steps[i] or 1) for i in range(len(bounds) - 1)]
+
+
+def strided_gather(
+    data: np.ndarray, pos: np.ndarray, width: int, dtype: str = "u1"
+) -> np.ndarray | None:
+    """``data[pos[i] : pos[i] + width]`` for every i, by strided copies; None if unsuitable.
+
+    Returns ``(m, width // itemsize)`` values of ``dtype`` (``(m,)`` when ``width`` is one
+    item).  The caller has checked that every row lies inside ``data``.
+    """
+    runs = progressions(pos)
+    if runs is None:
+        return None
+    item = np.dtype(dtype).itemsize
+    m = pos.shape[0]
+    out = np.empty((m,) if width == item else (m, width // item), dtype=dtype)
+    for start, stop, step in runs:
+        first = int(pos[start])
+        base = data[first : first + width].view(dtype)
+        if width == item:
+            shape: tuple[int, ...] = (stop - start,)
+            strides: tuple[int, ...] = (step,)
+        else:
+            shape, strides = (stop - start, width // item), (step, item)
+        out[start:stop] = np.lib.stride_tricks.as_strided(
+            base, shape=shape, strides=strides, writeable=False
+        )
+    return out
+
+
 # mask of the first k bytes of a little-endian word, k = 0..4
 _BYTE_MASK = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
 
@@ -211,10 +290,37 @@ def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
     return out
 
 
+# Lists at least this long are checked for repeated values (virtual refs usually point to a
+# few files: a million refs may hold a thousand distinct locations).
+DEDUP_FROM = 4096
+_DEDUP_SAMPLE = 2048
+
+
+def factorize(values: list[Hashable]) -> tuple[list[Hashable], np.ndarray] | None:
+    """``(distinct values in first-seen order, index of each value)``, or None.
+
+    None when the list is short or mostly distinct (then de-duplicating does not pay).  The
+    work is two C-level passes over the list (``dict.fromkeys`` and a ``map``).
+    """
+    n = len(values)
+    if n < DEDUP_FROM or len(set(values[:_DEDUP_SAMPLE])) > _DEDUP_SAMPLE // 2:
+        return None
+    codes: dict[Hashable, int] = dict.fromkeys(values)  # type: ignore[assignment]
+    if len(codes) > n // 2:
+        return None
+    for i, key in enumerate(codes):
+        codes[key] = i
+    inverse = np.fromiter(map(codes.__getitem__, values), dtype=np.int64, count=n)
+    return list(codes), inverse
+
+
 def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:
     """UTF-8 encode a list of strings (one per entry of ``rows``) into one blob.
 
     The common all-ASCII case is one ``join`` and one ``encode`` instead of a call per string.
+    Long lists with many repeats encode each distinct string once: repeated strings then
+    share their bytes in the blob (same start), which lets later stages skip repeated work
+    by comparing starts instead of bytes.
 
     Raises
     ------
@@ -223,6 +329,13 @@ def pack_strings(rows: np.ndarray, values: list[str]) -> Segments:
     UnicodeEncodeError
         If a value cannot be encoded (lone surrogates).
     """
+    distinct = factorize(values)  # type: ignore[arg-type]
+    if distinct is not None:
+        uniq, inverse = distinct
+        packed = pack_strings(np.arange(len(uniq), dtype=np.int64), uniq)  # type: ignore[arg-type]
+        return Segments(
+            np.asarray(rows, dtype=np.int64), packed.data, packed.starts[inverse], packed.lengths[inverse]
+        )
     joined = "".join(values)
     if not joined.isascii():
         return Segments.from_bytes_list(rows, [v.encode("utf-8") for v in values])

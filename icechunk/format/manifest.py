@@ -17,23 +17,28 @@ Codec layout (private modules):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import zstandard
+from flatbuffers.builder import BuilderSizeError
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
 from icechunk.format._flatbuf import decoding
 from icechunk.format._location_codec import (
     MAX_LOCATION_BYTES,
-    compress_locations,
+    LocationCompressor,
     decode_utf8,
     decompress_locations,
     train_location_dictionary,
 )
-from icechunk.format._manifest_layout import build_manifest_buffer
+from icechunk.format._manifest_layout import ManifestWriter, estimate_size
 from icechunk.format._manifest_read import read_manifest_buffer
 from icechunk.format._manifest_wire import (
     B_CHUNK_ID,
@@ -178,8 +183,16 @@ class ArrayManifest:
     - ``last_modified``: uint32 seconds, 0 = no checksum
 
     Treat the columns as read-only once the object is built: :meth:`find` caches a packed
-    copy of ``coords``.  Build instances with :meth:`from_columns` (sorts, de-duplicates and
-    normalises dtypes), :meth:`from_refs` or :meth:`empty`.
+    copy of ``coords``.
+
+    Building: :meth:`from_columns` (vectorized; sorts, de-duplicates with the last row
+    winning, normalises dtypes), :meth:`from_refs` (scalar refs), :meth:`empty`.
+    Lookup: :meth:`find` / :meth:`get` (one coordinate, a binary search on a cached packed
+    key), :meth:`find_many` (many at once), :meth:`ref`, :meth:`items`, :meth:`extents`
+    (``ManifestRef.extents``).  Vectorized edits returning new objects: :meth:`take`,
+    :meth:`concat` (union, later part wins), :meth:`select_box` (rows inside a chunk-index
+    box, for manifest splitting), :meth:`without` (delete coordinates).  ``==`` compares
+    every column.
     """
 
     node_id: NodeId
@@ -506,6 +519,46 @@ class ArrayManifest:
     __hash__ = None  # type: ignore[assignment]
 
 
+_LOCATION_SLOT = ArrayManifest.__dict__["location"]
+
+
+class _LazyArrayManifest(ArrayManifest):
+    """An :class:`ArrayManifest` decoded from a file whose ``location`` column is decoded
+    on first use; :meth:`ref` decodes single rows without building the column."""
+
+    __slots__ = ("_lazy",)
+
+    def __init__(self, lazy: _LazyLocations, **columns: Any) -> None:
+        super().__init__(location=np.empty(0, dtype=object), **columns)
+        self._lazy: _LazyLocations | None = lazy
+
+    @property  # type: ignore[override]
+    def location(self) -> np.ndarray:
+        lazy = getattr(self, "_lazy", None)
+        if lazy is not None:
+            _LOCATION_SLOT.__set__(self, lazy.materialize())
+            self._lazy = None
+        return _LOCATION_SLOT.__get__(self)  # type: ignore[no-any-return]
+
+    @location.setter
+    def location(self, value: np.ndarray) -> None:
+        self._lazy = None
+        _LOCATION_SLOT.__set__(self, value)
+
+    def ref(self, row: int) -> ChunkRef:
+        lazy = self._lazy
+        if lazy is None or int(self.kind[row]) != RefKind.VIRTUAL:
+            return super().ref(row)
+        return ChunkRef(
+            RefKind.VIRTUAL,
+            offset=int(self.offset[row]),
+            length=int(self.length[row]),
+            location=lazy.get(row),
+            etag=self.etag[row],
+            last_modified=int(self.last_modified[row]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LocationCompression:
     """When and how virtual locations are zstd-dictionary compressed (FORMAT.md §4.7)."""
@@ -543,49 +596,62 @@ class Manifest:
 # --------------------------------------------------------------------------------------------
 
 
+# Presence bits of the payload field each ref kind always has (0: not a valid kind).
+_SHAPE_OF_KIND = np.zeros(5, dtype=np.uint16)
+_SHAPE_OF_KIND[RefKind.NATIVE] = B_CHUNK_ID
+_SHAPE_OF_KIND[RefKind.VIRTUAL] = B_LOCATION
+_SHAPE_OF_KIND[RefKind.INLINE] = B_INLINE
+
+
 def _invalid(msg: str) -> InvalidInputError:
     return InvalidInputError(f"cannot encode manifest: {msg}", ErrorKind.SERIALIZATION)
+
+
+def _rows_of(mask: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, list[object]]:
+    """Rows selected by ``mask`` and their values in an object column (no copy when all)."""
+    if mask.all():
+        return np.arange(mask.shape[0]), column.tolist()
+    rows = np.flatnonzero(mask)
+    return rows, column[rows].tolist()
 
 
 def _to_wire(am: ArrayManifest) -> WireArray:
     n = len(am)
     kind = am.kind
-    native = kind == RefKind.NATIVE
+    shape = _SHAPE_OF_KIND[np.minimum(kind, len(_SHAPE_OF_KIND) - 1)]
+    if n and not shape.all():
+        bad = sorted(set(kind[shape == 0].tolist()))
+        raise _invalid(f"unknown ref kind(s) {bad} in array {am.node_id}")
     virtual = kind == RefKind.VIRTUAL
     inline = kind == RefKind.INLINE
-    if not (native | virtual | inline).all():
-        bad = sorted(set(kind[~(native | virtual | inline)].tolist()))
-        raise _invalid(f"unknown ref kind(s) {bad} in array {am.node_id}")
-    shape = np.zeros(n, dtype=np.uint16)
-    shape[native] |= B_CHUNK_ID
-    shape[inline] |= B_INLINE
-    shape[virtual] |= B_LOCATION
-    sized = ~inline
-    shape[sized & (am.length != 0)] |= B_LENGTH
-    shape[sized & (am.offset != 0)] |= B_OFFSET
+    any_inline = bool(inline.any())
+    shape |= np.where(am.length != 0, B_LENGTH, 0).astype(np.uint16)
+    shape |= np.where(am.offset != 0, B_OFFSET, 0).astype(np.uint16)
+    if any_inline:  # inline refs carry no offset / length
+        shape[inline] &= ~np.uint16(B_LENGTH | B_OFFSET)
 
-    inline_rows = np.flatnonzero(inline)
+    inline_rows, values = _rows_of(inline, am.inline) if any_inline else (np.zeros(0, np.intp), [])
     try:
-        inline_seg = Segments.from_bytes_list(inline_rows, am.inline[inline_rows].tolist())
+        inline_seg = Segments.from_bytes_list(inline_rows, values)
     except TypeError:
         raise _invalid("inline refs need a bytes payload") from None
-    virtual_rows = np.flatnonzero(virtual)
+    virtual_rows, values = _rows_of(virtual, am.location)
     try:
-        location_seg = pack_strings(virtual_rows, am.location[virtual_rows].tolist())
+        location_seg = pack_strings(virtual_rows, values)
     except TypeError:
         raise _invalid("virtual refs need a str location") from None
     except UnicodeEncodeError as err:
         raise _invalid(f"location is not encodable as UTF-8 ({err})") from None
-    etag_rows = virtual_rows[_not_none(am.etag[virtual_rows])]
+    etag_mask = virtual & _not_none(am.etag)
+    etag_rows, values = _rows_of(etag_mask, am.etag)
     try:
-        etag_seg = pack_strings(etag_rows, am.etag[etag_rows].tolist())
+        etag_seg = pack_strings(etag_rows, values)
     except (TypeError, UnicodeEncodeError):
         raise _invalid("etags must be UTF-8 encodable str") from None
     shape[etag_rows] |= B_ETAG
     # at most one checksum: the etag wins over last-modified (FORMAT.md §3.4)
-    lm = virtual & (am.last_modified != 0)
-    lm[etag_rows] = False
-    shape[lm] |= B_LAST_MODIFIED
+    lm = virtual & (am.last_modified != 0) & ~etag_mask
+    shape |= np.where(lm, B_LAST_MODIFIED, 0).astype(np.uint16)
     return WireArray(
         node_id=bytes(am.node_id),
         coords=am.coords,
@@ -633,6 +699,78 @@ def _restrict(seg: Segments, mask: np.ndarray) -> Segments:
     return seg if keep.all() else seg.take(np.flatnonzero(keep))
 
 
+# Manifests with at least this many virtual refs decode their locations on demand: a
+# chunk read needs one location, not a million (FORMAT.md §4.7 frames are independent).
+_LAZY_LOCATIONS_FROM = 4096
+
+
+def _decode_locations(n: int, cseg: Segments, pseg: Segments, dictionary: bytes | None) -> np.ndarray:
+    """The location column: compressed frames and plain strings decoded, None elsewhere."""
+    location = np.empty(n, dtype=object)
+    if len(cseg):
+        strings = decompress_locations(cseg, dictionary)
+        if len(cseg) == n:
+            location = strings
+        else:
+            location[cseg.rows] = strings
+    if len(pseg):
+        strings = decode_utf8(pseg)
+        if len(pseg) == n:
+            location = strings
+        else:
+            location[pseg.rows] = strings
+    return location
+
+
+class _LazyLocations:
+    """The undecoded location column of a big manifest: one row on demand, or all at once."""
+
+    __slots__ = ("_cseg", "_dctx", "_dictionary", "_lock", "_n", "_pseg")
+
+    def __init__(self, n: int, cseg: Segments, pseg: Segments, dictionary: bytes | None) -> None:
+        self._n = n
+        self._cseg = cseg
+        self._pseg = pseg
+        self._dictionary = dictionary
+        self._dctx: zstandard.ZstdDecompressor | None = None
+        self._lock = threading.Lock()
+
+    def get(self, row: int) -> str | None:
+        """The location of one row (None for rows without one).
+
+        Raises
+        ------
+        FormatError
+            When the stored bytes do not decode.
+        """
+        try:
+            for seg, compressed in ((self._cseg, True), (self._pseg, False)):
+                i = int(np.searchsorted(seg.rows, row))
+                if i < len(seg) and int(seg.rows[i]) == row:
+                    raw = seg.item(i)
+                    if compressed:
+                        with self._lock:  # a decompressor is not safe for concurrent use
+                            if self._dctx is None:
+                                self._dctx = zstandard.ZstdDecompressor(
+                                    dict_data=zstandard.ZstdCompressionDict(self._dictionary or b"")
+                                )
+                            raw = self._dctx.decompress(raw, max_output_size=MAX_LOCATION_BYTES)
+                    return raw.decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as err:
+            raise FormatError(
+                f"cannot decode the location of chunk ref {row}: {err}", ErrorKind.DESERIALIZATION
+            ) from None
+        return None
+
+    def materialize(self) -> np.ndarray:
+        try:
+            return _decode_locations(self._n, self._cseg, self._pseg, self._dictionary)
+        except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as err:
+            raise FormatError(
+                f"cannot decode virtual chunk locations: {err}", ErrorKind.DESERIALIZATION
+            ) from None
+
+
 def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayManifest:
     n = len(w)
     shape = w.shape
@@ -643,25 +781,20 @@ def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayM
     inline = kind == RefKind.INLINE
     compressed = virtual & ((shape & B_COMPRESSED_LOCATION) != 0)
 
-    location = np.empty(n, dtype=object)
     cseg = _restrict(w.compressed_location, compressed)
     if len(cseg):
         if algorithm != 1:
             raise ValueError("compressed locations in a manifest without zstd dictionary")
         if dictionary is None:
             raise ValueError("compressed locations but no location dictionary")
-        strings = decompress_locations(cseg, dictionary)
-        if len(cseg) == n:
-            location = strings
-        else:
-            location[cseg.rows] = strings
     pseg = _restrict(w.location, virtual & ~compressed)
-    if len(pseg):
-        strings = decode_utf8(pseg)
-        if len(pseg) == n:
-            location = strings
-        else:
-            location[pseg.rows] = strings
+    lazy: _LazyLocations | None = None
+    if len(cseg) + len(pseg) >= _LAZY_LOCATIONS_FROM:
+        # decoded (and checked) on demand: one row per chunk read, or all on first column use
+        lazy = _LazyLocations(n, cseg, pseg, dictionary)
+        location = np.empty(0, dtype=object)
+    else:
+        location = _decode_locations(n, cseg, pseg, dictionary)
     etag = np.empty(n, dtype=object)
     eseg = _restrict(w.etag, virtual)
     if len(eseg):
@@ -678,17 +811,21 @@ def _from_wire(w: WireArray, dictionary: bytes | None, algorithm: int) -> ArrayM
         length = np.where(inline, np.uint64(0), length)
     if not virtual.all():
         lm = np.where(virtual, lm, np.uint32(0))
-    am = ArrayManifest(
-        node_id=NodeId(w.node_id),
-        coords=w.coords,
-        kind=kind,
-        chunk_id=w.chunk_id,
-        offset=offset,
-        length=length,
-        inline=inline_col,
-        location=location,
-        etag=etag,
-        last_modified=lm,
+    columns = {
+        "node_id": NodeId(w.node_id),
+        "coords": w.coords,
+        "kind": kind,
+        "chunk_id": w.chunk_id,
+        "offset": offset,
+        "length": length,
+        "inline": inline_col,
+        "etag": etag,
+        "last_modified": lm,
+    }
+    am = (
+        ArrayManifest(location=location, **columns)
+        if lazy is None
+        else _LazyArrayManifest(lazy, **columns)
     )
     bits = _key_bits(am.coords)
     key = _pack_keys(am.coords, bits)
@@ -767,23 +904,19 @@ def encode_manifest(
             max_samples=lc.dictionary_max_training_samples,
             max_size=lc.dictionary_max_size_bytes,
         )
-    if dictionary is not None:
-        assert lc is not None
-        for w in wires:
-            if len(w.location):
-                w.compressed_location = compress_locations(
-                    w.location, dictionary, lc.compression_level
-                )
-                w.shape[w.location.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
-                w.location = Segments.empty()
     try:
-        buf = build_manifest_buffer(
-            bytes(manifest.id),
-            wires,
-            compression_algorithm=_compression_algorithm(spec_version, dictionary),
-            dictionary=dictionary,
+        writer = ManifestWriter(estimate_size(wires, dictionary))
+        for w in wires:
+            if dictionary is not None and len(w.location):
+                assert lc is not None
+                _add_compressed_refs(writer, w, dictionary, lc.compression_level)
+            else:
+                writer.add_refs(w)
+            writer.end_array(w.node_id)
+        buf = writer.finish(
+            bytes(manifest.id), _compression_algorithm(spec_version, dictionary), dictionary
         )
-    except OverflowError as err:
+    except (OverflowError, BuilderSizeError) as err:
         raise FormatError(
             f"cannot encode manifest {manifest.id}: {err}", ErrorKind.SERIALIZATION
         ) from None
@@ -795,6 +928,33 @@ def encode_manifest(
         implementation=implementation if implementation is not None else IMPLEMENTATION_NAME,
         threads=2 if len(buf) >= _THREADED_ZSTD_FROM else 0,
     )
+
+
+# Refs laid out per block while the next blocks' locations are still being compressed.
+_COMPRESSED_BLOCK = 8 * LocationCompressor.chunk_size()
+
+
+def _add_compressed_refs(
+    writer: ManifestWriter, w: WireArray, dictionary: bytes, level: int
+) -> None:
+    """Write ``w`` with its locations zstd-compressed, overlapping compression and layout."""
+    locations = w.location
+    shape = w.shape.copy()
+    shape[locations.rows] ^= B_LOCATION | B_COMPRESSED_LOCATION
+    plain = dataclasses.replace(w, shape=shape, location=Segments.empty())
+    n, count = len(w), len(locations)
+    with LocationCompressor(locations, dictionary, level) as job:
+        first = row = 0
+        while first < count:
+            last = min(count, first + _COMPRESSED_BLOCK)
+            end_row = n if last == count else int(locations.rows[last])
+            block = plain.slice(row, end_row)
+            frames = job.compressed(first, last)
+            block.compressed_location = Segments(
+                frames.rows - row, frames.data, frames.starts, frames.lengths
+            )
+            writer.add_refs(block)
+            first, row = last, end_row
 
 
 def _compression_algorithm(spec_version: int, dictionary: bytes | None) -> int | None:

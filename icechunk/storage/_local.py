@@ -5,7 +5,8 @@ Write protocol (every write is atomic: readers see the old or the new bytes, nev
 - the new bytes go to a temp file ``.<32 hex>.tmp`` in the target's directory (a name no
   valid key can have, so listings skip it);
 - ``create``: ``os.link(temp, target)``; ``EEXIST`` means the key exists (lost race);
-- ``overwrite``: ``os.replace(temp, target)`` under the directory lock;
+- ``overwrite``: ``os.replace(temp, target)`` (atomic; not ordered against a concurrent
+  compare-and-swap of the same key, which the engine never does);
 - compare-and-swap (a :class:`VersionToken`): under the directory lock, re-read the target,
   compare its version, then ``os.replace``.
 
@@ -16,7 +17,7 @@ reliable on NFS; network filesystems are not supported.
 
 Versions are content hashes: the ETag of an object is the hex BLAKE2b-128 of its bytes
 (immune to inode reuse and coarse mtimes).  Computing one reads the file, so :meth:`head`
-reports a version only for objects up to 1 MiB, an ``overwrite`` of more than 1 MiB returns
+reports a version only for objects up to 1 MiB, an ``overwrite`` of more than 64 KiB returns
 no version, and :meth:`list_prefix` reports none; use :meth:`get_with_version` to obtain a
 compare-and-swap token.
 
@@ -63,9 +64,12 @@ __all__ = ["LocalFileSystemStorage", "content_etag"]
 
 T = TypeVar("T")
 
-# reads/writes bigger than this run in a worker thread; smaller ones inline, because a
-# thread hop costs 50-200 µs on small machines (feasibility.md §5)
-INLINE_LIMIT = 1 << 20
+# reads/writes bigger than this run in a worker thread (so big chunk I/O overlaps with zarr's
+# codec work); smaller ones inline, because a thread hop costs 50-200 µs (feasibility.md §5)
+INLINE_LIMIT = 1 << 16
+# plain overwrites report a version only up to this size: chunk writes never need one, and
+# hashing would cost a large share of the write
+OVERWRITE_VERSION_LIMIT = 1 << 16
 # head() hashes (reads) objects up to this size to report their version; bigger: version None
 HEAD_VERSION_LIMIT = 1 << 20
 # deletes of more keys than this run in a worker thread
@@ -286,13 +290,15 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         except OSError as error:
             raise _io_error(error, f"cannot write {key!r}") from error
         # big overwrites (chunks) skip the hash: it would cost ~40% of the write
-        hashed = mode != "overwrite" or data.nbytes <= HEAD_VERSION_LIMIT
+        hashed = mode != "overwrite" or data.nbytes <= OVERWRITE_VERSION_LIMIT
         version = VersionToken(etag=content_etag(data)) if hashed else None
         try:
             if mode == "create":
                 ok = self._link_or_fail(temp, path, directory)
             elif mode == "overwrite":
-                self._locked(directory, lambda: os.replace(temp, path))
+                # no lock: os.replace is atomic on its own, and the engine never overwrites a
+                # key it also compare-and-swaps (chunks, manifests, snapshots are write-once)
+                os.replace(temp, path)
                 ok = True
             else:
                 ok = self._locked(directory, lambda: self._swap_if(path, temp, mode))

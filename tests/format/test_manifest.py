@@ -487,3 +487,27 @@ def test_header_is_39_bytes_and_spec_byte() -> None:
     spec1 = encode_manifest(Manifest(ManifestId(bytes(12)), [_mixed()]), spec_version=1)
     assert spec1[36] == 1
     assert decode_manifest(spec1, "x").spec_version == 1
+
+
+def test_empty_locations_with_dictionary() -> None:
+    """Empty locations (all of one array, or some) survive dictionary compression.
+
+    python-zstandard's bulk APIs refuse (compression) or crash on (decompression) zero-length
+    items, so those go through the one-by-one path.
+    """
+    lc = LocationCompression(min_num_chunks=10)
+    empty = _virtual_manifest(20, location="")
+    mixed = _virtual_manifest(100, location="s3://bucket/prefix/some/file-{}.nc")
+    mixed.arrays[0].location[::5] = ""
+    for m in (empty, mixed):
+        m.arrays[0].node_id = _node(1)
+    both = Manifest(ManifestId(bytes(12)), [mixed.arrays[0], _relabel(empty.arrays[0], 2)])
+    data = encode_manifest(both, location_compression=lc)
+    assert oracle_read(_flatbuffer(data))[3] is not None
+    assert decode_manifest(data, "x") == both
+
+
+def _relabel(am: ArrayManifest, node: int) -> ArrayManifest:
+    out = am.take(np.arange(len(am)))
+    out.node_id = _node(node)
+    return out

@@ -234,6 +234,7 @@ def _assert_aligned(buf: bytes) -> None:
     algorithm=st.sampled_from([None, 0]),
     with_dictionary=st.booleans(),
     min_run=st.sampled_from([2, 5, layout._MIN_RUN]),
+    in_place=st.booleans(),
 )
 def test_vectorized_writer_matches_builder(
     nodes: list[bytes],
@@ -241,13 +242,14 @@ def test_vectorized_writer_matches_builder(
     algorithm: int | None,
     with_dictionary: bool,
     min_run: int,
+    in_place: bool,
 ) -> None:
     arrays = [data.draw(oracle_arrays(n)) for n in sorted(nodes)]
     mid = data.draw(st.binary(min_size=12, max_size=12))
     dictionary = data.draw(st.binary(max_size=40)) if with_dictionary else None
     expected = oracle_build(mid, arrays, compression_algorithm=algorithm, dictionary=dictionary)
-    saved = layout._MIN_RUN
-    layout._MIN_RUN = min_run
+    saved = layout._MIN_RUN, layout._IN_PLACE
+    layout._MIN_RUN, layout._IN_PLACE = min_run, in_place
     try:
         got = bytes(
             build_manifest_buffer(
@@ -258,7 +260,7 @@ def test_vectorized_writer_matches_builder(
             )
         )
     finally:
-        layout._MIN_RUN = saved
+        layout._MIN_RUN, layout._IN_PLACE = saved
     assert got == expected
     _assert_aligned(got)
     # the vectorized reader agrees with the per-ref Table reader
@@ -342,3 +344,49 @@ def test_lookup_on_large_manifest_is_fast() -> None:
     per_lookup = (time.perf_counter() - t0) / len(probes)
     assert rows == list(range(0, len(am), 97))
     assert per_lookup < 50e-6  # a few microseconds normally; generous for loaded CI machines
+
+
+def test_pipelined_location_compression_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compression in many chunks on the thread pool, refs laid out block by block."""
+    import icechunk.format._location_codec as location_codec
+    import icechunk.format.manifest as manifest_module
+
+    monkeypatch.setattr(location_codec, "_CHUNK", 97)
+    monkeypatch.setattr(location_codec, "_THREADED_FROM", 10)
+    monkeypatch.setattr(manifest_module, "_COMPRESSED_BLOCK", 3 * 97)
+    m = _big_mixed(3_000, 11)
+    data = encode_manifest(m, location_compression=LocationCompression(min_num_chunks=100))
+    assert decode_manifest(data, "x") == _expected(m)
+    buf = decode_envelope(data, "x", FileType.MANIFEST)[1]
+    mid, arrays, algorithm, dictionary, has_algorithm = oracle_read(buf)
+    assert dictionary is not None and not has_algorithm
+    assert sum(r.compressed_location is not None for r in arrays[0].refs) > 300
+    assert oracle_build(mid, arrays, compression_algorithm=None, dictionary=dictionary) == buf
+
+
+def test_repeated_locations_are_compressed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive refs into one file share a compressed frame (identical bytes anyway)."""
+    import icechunk.format._location_codec as location_codec
+    import icechunk.format.manifest as manifest_module
+
+    monkeypatch.setattr(location_codec, "_CHUNK", 50)
+    monkeypatch.setattr(location_codec, "_THREADED_FROM", 10)
+    monkeypatch.setattr(manifest_module, "_COMPRESSED_BLOCK", 130)
+    count = 2_000
+    locations = [f"s3://bucket/run/file-{i // 7:05d}.nc" for i in range(count)]
+    locations[5] = "s3://bucket/other.nc"
+    am = ArrayManifest.from_columns(
+        NodeId(bytes(8)),
+        np.arange(count).reshape(count, 1),
+        RefKind.VIRTUAL,
+        location=locations,
+        offset=np.arange(count) * 10,
+        length=np.full(count, 10),
+    )
+    m = Manifest(ManifestId(bytes(12)), [am])
+    data = encode_manifest(m, location_compression=LocationCompression(min_num_chunks=100))
+    assert decode_manifest(data, "x") == m
+    _, arrays, _, dictionary, _ = oracle_read(decode_envelope(data, "x", FileType.MANIFEST)[1])
+    assert dictionary is not None
+    frames = [r.compressed_location for r in arrays[0].refs]
+    assert frames[7] == frames[8] == frames[13] != frames[14]

@@ -1,0 +1,88 @@
+"""Run the reference implementation (PyPI ``icechunk``) in a throwaway virtualenv.
+
+Our package has the same import name, so the reference never shares an interpreter with the
+tests: a cached virtualenv under ``.cache/reference/<version>`` runs scripts in a subprocess
+that print one JSON document.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("ICECHUNK_REFERENCE_CACHE", ROOT / ".cache" / "reference"))
+PYTHON_FOR = {"1.1.21": "3.11", "2.2.0": "3.12"}
+
+
+def find_python(minor: str) -> str | None:
+    """An interpreter of the given ``major.minor`` version, or None."""
+    candidates = [shutil.which(f"python{minor}")]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{minor}*/bin/python{minor}")))
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor:
+        candidates.insert(0, sys.executable)
+    for candidate in candidates:
+        if not candidate:
+            continue
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.startswith(minor):
+            return candidate
+    return None
+
+
+def reference_python(version: str) -> Path:
+    """The interpreter of a virtualenv holding ``icechunk==version`` (created once, cached).
+
+    Skips the calling test when no suitable Python exists or the package index is unreachable.
+    """
+    minor = PYTHON_FOR[version]
+    venv = CACHE / version
+    python = venv / "bin" / "python"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists() and (venv / "ok").exists():
+            return python
+        base = find_python(minor)
+        if base is None:
+            pytest.skip(f"icechunk {version} needs Python {minor}, which is not installed here")
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if install.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            pytest.skip(f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}")
+        (venv / "ok").write_text("ok")
+    return python
+
+
+def run_reference(version: str, script: str, *args: str, timeout: float = 300) -> Any:
+    """Run ``script`` with the reference installed; returns the JSON it printed last."""
+    python = reference_python(version)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.run(
+        [str(python), "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd="/",
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"reference icechunk {version} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
