@@ -431,12 +431,8 @@ def test_rebase_over_several_commits_stops_at_the_failing_one(repo: ic.Repositor
 
 
 def _commit_with_move(repo: ic.Repository, src: str, dst: str) -> str:
-    """Commit a move.  Until ``Session.move`` lands (issue 8) the move goes into the core change set."""
     session = repo.rearrange_session("main")
-    if hasattr(session, "move"):
-        session.move(src, dst)
-    else:
-        session._engine.changes.moves.append((src, dst))
+    session.move(src, dst)
     return session.commit(f"move {src} -> {dst}")
 
 
@@ -451,6 +447,14 @@ def test_move_cannot_be_rebased(repo: ic.Repository) -> None:
         assert conflict.conflicted_chunks is None
     with pytest.raises(ic.RebaseFailedError):
         session.commit("cannot land", rebase_with=BasicConflictSolver())
+    # even a session that touched nothing near the move cannot be rebased over it
+    other = repo.writable_session("main")
+    later = _commit_with_move(repo, "/g/b2", "/b3")
+    _group(other).attrs.update({"x": 1})
+    with pytest.raises(ic.RebaseFailedError) as info:
+        other.rebase(ConflictDetector())
+    assert info.value.snapshot == later
+    assert other.snapshot_id == moved
 
 
 # ---- rebase edge cases ----------------------------------------------------------------------
