@@ -377,3 +377,57 @@ def test_fork_pickle_is_compact_for_100k_chunk_writes(repo: ic.Repository, how: 
     sample = np.random.default_rng(0).choice(N_BIG, 50, replace=False)
     for i in sample.tolist():
         assert array[i] == i
+
+
+# ---- the change-set wire format -------------------------------------------------------------
+
+
+def test_change_set_round_trip_every_column() -> None:
+    """Native, virtual (etag / last-modified), inline and deleted rows survive msgpack+zstd."""
+    from icechunk.core.changeset import TOMBSTONE, ChangeSet, ChunkChanges
+    from icechunk.core.fork import dump_changes, load_changes
+    from icechunk.core.metadata import parse_metadata
+    from icechunk.format.ids import ChunkId, NodeId
+
+    nid, other = NodeId.random(), NodeId.random()
+    table = ArrayManifest.from_columns(
+        nid,
+        np.array([[0, 0], [0, 1], [1, 0], [1, 1], [7, 3]], dtype=np.uint32),
+        np.array([RefKind.NATIVE, RefKind.VIRTUAL, RefKind.INLINE, TOMBSTONE, RefKind.VIRTUAL], dtype=np.uint8),
+        chunk_id=[bytes(ChunkId.random()), b"\0" * 12, b"\0" * 12, b"\0" * 12, b"\0" * 12],
+        offset=np.array([0, 10, 0, 0, 2**40], dtype=np.uint64),
+        length=np.array([100, 20, 3, 0, 5], dtype=np.uint64),
+        inline=[None, None, b"\x00\xffz", None, None],
+        location=[None, "s3://bucket/ü/file.nc", None, None, "vcc://c/x"],
+        etag=[None, '"etag"', None, None, None],
+        last_modified=np.array([0, 0, 0, 0, 1_700_000_000], dtype=np.uint32),
+    )
+    changes = ChunkChanges(nid, 2)
+    changes.add_table(table)
+    array_json = (
+        b'{"zarr_format":3,"node_type":"array","shape":[16,8],"data_type":"int8",'
+        b'"chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2,2]}},'
+        b'"chunk_key_encoding":{"name":"default","configuration":{"separator":"/"}},'
+        b'"fill_value":0,"codecs":[{"name":"bytes"}],"attributes":{"a":1}}'
+    )
+    original = ChangeSet(
+        new_groups={"/g": (NodeId.random(), b'{"zarr_format":3,"node_type":"group"}')},
+        new_arrays={"/g/x": (nid, parse_metadata(array_json))},
+        updated_groups={other: b'{"zarr_format":3,"node_type":"group","attributes":{"b":2}}'},
+        deleted_arrays={"/old": NodeId.random()},
+        chunks={nid: changes},
+    )
+    payload = dump_changes(original)
+    back = load_changes(payload)
+    assert back.new_groups == original.new_groups
+    assert back.new_arrays["/g/x"][0] == nid
+    assert back.new_arrays["/g/x"][1].user_data == array_json
+    assert back.updated_groups == original.updated_groups
+    assert back.deleted_arrays == original.deleted_arrays
+    assert back.chunks[nid].table() == table
+    assert back.chunks[nid].get((1, 1)) == (True, None)  # the tombstone
+    with pytest.raises(ic.SessionStateError) as info:
+        load_changes(payload[:-7])
+    assert info.value.kind == "pickle"
+    with pytest.raises(ic.SessionStateError):
+        load_changes(b"\x01" + payload[1:])  # an unknown format version
