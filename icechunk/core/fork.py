@@ -48,7 +48,8 @@ def _uncolumn(raw: bytes | None, dtype: str, shape: tuple[int, ...]) -> np.ndarr
 
 def _present(column: np.ndarray) -> np.ndarray:
     """Row indices of the non-None entries of an object column."""
-    return np.flatnonzero(np.not_equal(column, None)).astype(np.uint32)
+    present = np.fromiter((v is not None for v in column.tolist()), dtype=bool, count=len(column))
+    return np.flatnonzero(present).astype(np.uint32)
 
 
 def _pack_bytes(column: np.ndarray) -> list[Any]:
@@ -212,8 +213,9 @@ def merge_into(target: SessionEngine, source: SessionEngine) -> None:
     # map the source's new nodes onto the target's, refusing clashing metadata
     id_map: dict[NodeId, NodeId] = {}
     plan_new: list[tuple[str, NodeId, Any, bool]] = []
-    for path, (nid, payload) in [*src.new_groups.items(), *src.new_arrays.items()]:
-        is_array = path in src.new_arrays
+    new_nodes: list[tuple[str, tuple[NodeId, Any]]] = [*src.new_groups.items(), *src.new_arrays.items()]
+    for path, (nid, payload) in new_nodes:
+        is_array = isinstance(payload, ArrayMetadata)
         user_data = payload.user_data if is_array else payload
         existing = target.node(path)
         if existing is not None:
@@ -279,7 +281,7 @@ def _apply_update(dst: ChangeSet, nid: NodeId, meta: Any) -> None:
     for table in (dst.new_arrays, dst.new_groups):
         for path, (existing_id, _) in list(table.items()):
             if existing_id == nid:
-                table[path] = (nid, meta)  # type: ignore[assignment]
+                table[path] = (nid, meta)
                 return
     if isinstance(meta, ArrayMetadata):
         dst.updated_arrays[nid] = meta

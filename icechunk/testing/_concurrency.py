@@ -279,7 +279,7 @@ def run_writers(
     report.history = [s.id for s in repo.ancestry(branch="main")]
     in_history = set(report.history)
     report.lost = [sid for _, sid, _ in report.reported if sid not in in_history]
-    data = zarr.open_array(repo.readonly_session("main").store, path="data", mode="r")[:]
+    data = np.asarray(zarr.open_array(repo.readonly_session("main").store, path="data", mode="r")[:])
     per_chunk = data.reshape(writers * commits, ELEMENTS)
     for w in range(writers):
         for i in range(commits):
@@ -389,7 +389,7 @@ def run_crash_trial(
     if mode == "timer":
         kill_at = float(rng.uniform(0, max_delay))
         time.sleep(kill_at)
-        if proc.is_alive():
+        if proc.is_alive() and proc.pid is not None:
             os.kill(proc.pid, signal.SIGKILL)
     proc.join(timeout=120)
     if proc.is_alive():
@@ -415,7 +415,7 @@ def run_crash_trial(
     repo = Repository.open(storage)
     data = zarr.open_array(repo.readonly_session("main").store, path="data", mode="r")
     for index, _ in reported:
-        chunk = data[index * ELEMENTS : (index + 1) * ELEMENTS]
+        chunk = np.asarray(data[index * ELEMENTS : (index + 1) * ELEMENTS])
         assert (chunk == index).all(), f"chunk {index} lost its value"
     # the repository still takes commits
     session = repo.writable_session("main")
@@ -461,7 +461,8 @@ def verify_repository(storage: Storage, *, checked: set[str] | None = None) -> d
     histories: dict[str, list[str]] = {}
     refs = [("branch", b) for b in sorted(repo.list_branches())] + [("tag", t) for t in sorted(repo.list_tags())]
     for kind, name in refs:
-        history = [s.id for s in repo.ancestry(**{kind: name})]
+        ancestry = repo.ancestry(branch=name) if kind == "branch" else repo.ancestry(tag=name)
+        history = [s.id for s in ancestry]
         assert history[-1] == "1CECHNKREP0F1RSTCMT0", f"{kind} {name}: history does not reach the root"
         for sid in history:
             if checked is not None:
@@ -471,7 +472,7 @@ def verify_repository(storage: Storage, *, checked: set[str] | None = None) -> d
             repo.inspect_transaction_log(sid)
             for info in repo.list_manifest_files(sid):
                 repo.inspect_manifest(info.id)
-        session = repo.readonly_session(**{kind: name})
+        session = repo.readonly_session(name) if kind == "branch" else repo.readonly_session(tag=name)
         root = zarr.open_group(session.store, mode="r")
         for _, array in root.arrays():
             np.asarray(array[...])  # every chunk is readable
