@@ -17,14 +17,14 @@ from typing import Any, Generic, TypeVar
 from icechunk._errors import ErrorKind, NotFoundError, SnapshotNotFoundError, StorageError
 from icechunk.format.ids import ChunkId, ManifestId, SnapshotId
 from icechunk.format.manifest import LocationCompression, Manifest, decode_manifest, encode_manifest
-from icechunk.format.repo_info import RepoInfo, decode_repo_info, encode_repo_info
+from icechunk.format.repo_info import RepoInfo, encode_repo_info
 from icechunk.format.snapshot import NodeSnapshot, Snapshot, decode_snapshot, encode_snapshot
 from icechunk.format.transaction_log import (
     TransactionLog,
     decode_transaction_log,
     encode_transaction_log,
 )
-from icechunk.storage._abc import ByteRange, PutMode, PutResult, Storage, VersionToken
+from icechunk.storage._abc import ByteRange, Storage
 
 __all__ = ["AssetManager", "SnapshotIndex", "keys"]
 
@@ -299,20 +299,8 @@ class AssetManager:
 
     # ---- repo info --------------------------------------------------------------------------
 
-    async def fetch_repo_info(self) -> tuple[RepoInfo, VersionToken] | None:
-        """The current repo info and its version, or None when there is no ``repo`` object."""
-        try:
-            data, version = await self.storage.get_with_version(keys.REPO)
-        except NotFoundError:
-            return None
-        info = await _maybe_off_loop(len(data), decode_repo_info, data, keys.REPO)
-        return info, version
-
     def encode_repo_info(self, info: RepoInfo) -> bytes:
         return encode_repo_info(info, compression_level=self.compression_level)
-
-    async def put_raw(self, key: str, data: bytes, mode: PutMode) -> PutResult:
-        return await self.storage.put(key, data, mode)
 
     async def _put_new(self, key: str, data: bytes) -> None:
         # ids are random and fresh: a plain put is enough (the reference does the same)

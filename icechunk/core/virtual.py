@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -277,17 +277,6 @@ class VirtualResolver:
             if location.startswith(prefix):
                 return location, self.containers[prefix]
         return location, None
-
-    def valid_prefixes(self) -> tuple[str, ...]:
-        """Prefixes a valid location starts with (container prefixes and ``vcc://<name>/``)."""
-        return (*self._prefixes, *(f"{VCC_SCHEME}{name}/" for name in self._by_name))
-
-    def invalid_locations(self, locations: Iterable[str]) -> set[str]:
-        """The locations (of an iterable of distinct ones) that match no container."""
-        prefixes = self.valid_prefixes()
-        if not prefixes:
-            return set(locations)
-        return {loc for loc in locations if not loc.startswith(prefixes)}
 
     # ---- reading ----------------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ MAX_APPARENT_SIZE = 1 << 31
 _MAX_VTABLES = 64
 
 
-def _vtable_groups(g: _Buf, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _vtable_groups(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Distinct vtable positions (sorted) and each table's index into them.
 
     Builders de-duplicate vtables, so there are usually a handful; None when there are
@@ -191,7 +191,7 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
     vt = tpos - g.at_u32(tpos, "chunk ref").view(np.int32).astype(np.int64)
 
     # field offsets of every table, read once per distinct vtable when possible
-    groups = _vtable_groups(g, vt) if n else None
+    groups = _vtable_groups(vt) if n else None
     if groups is not None:
         cand, gid = groups
         table = np.zeros((cand.shape[0], CHUNK_REF_FIELDS), dtype=np.int64)

@@ -221,7 +221,7 @@ class _Location:
     def read_only(self) -> bool:
         return False
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         raise NotImplementedError
 
     def header_options(self, write: bool) -> Headers:
@@ -314,7 +314,7 @@ class S3Location(_Location):
             write_headers=_merge_headers(headers, write_headers, "write_headers"),
             use_weak_consistency=bool(use_weak_consistency),
         )
-        location.make_store({"allow_http": True}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({"allow_http": True}, {"max_retries": 0})  # validates
         return location
 
     @classmethod
@@ -361,7 +361,7 @@ class S3Location(_Location):
             out["read_timeout"] = timedelta(seconds=stream_timeout)
         return out
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import S3Store
 
         opts = self.options
@@ -462,7 +462,7 @@ class GcsLocation(_Location):
             read_headers=_merge_headers(headers, read_headers, "read_headers"),
             write_headers=_merge_headers(headers, write_headers, "write_headers"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
@@ -471,7 +471,7 @@ class GcsLocation(_Location):
     def header_options(self, write: bool) -> Headers:
         return self.write_headers if write else self.read_headers
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import GCSStore
 
         config: dict[str, Any] = dict(self.config)
@@ -552,13 +552,13 @@ class AzureLocation(_Location):
             credentials=credentials,
             config=_headers(config, "config"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
         return hash(("azure", self.account, self.container, self.prefix))
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import AzureStore
 
         config: dict[str, Any] = dict(self.config)
@@ -625,7 +625,7 @@ class HttpLocation(_Location):
             prefix="", base_url=base_url.rstrip("/"), config=_headers(config, "opts"),
             headers=_headers(headers, "headers"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
@@ -643,7 +643,7 @@ class HttpLocation(_Location):
             out.setdefault("allow_http", True)
         return out
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import HTTPStore
 
         return _construct(
@@ -786,7 +786,7 @@ class ObjectStoreStorage(SettingsMixin, Storage):
             headers = loc.header_options(write)
             if headers:
                 options["default_headers"] = dict(headers)
-            return loc.make_store(options, retry, write)
+            return loc.make_store(options, retry)
 
         reader = build(False)
         same = loc.header_options(True) == loc.header_options(False)

@@ -441,7 +441,6 @@ def build_virtual_reader(
         client = location.make_store(
             _client_options(bool(location.options.allow_http), location.options.network_stream_timeout_seconds),
             {"max_retries": 0},
-            write=False,
         )
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Gcs):
@@ -451,7 +450,7 @@ def build_virtual_reader(
         ):
             raise StorageError(f"GCS container needs GCS credentials, got {type(credential).__name__}", ErrorKind.STORAGE_CONFIG)
         gcs = GcsLocation(prefix="", bucket=host, credentials=creds, config=tuple(sorted((store.opts or {}).items())))
-        client = gcs.make_store(_client_options(False), {"max_retries": 0}, write=False)
+        client = gcs.make_store(_client_options(False), {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Azure):
         creds = credential.credentials if isinstance(credential, Credentials.Azure) else credential
@@ -470,7 +469,7 @@ def build_virtual_reader(
             )
         azure = AzureLocation(prefix="", account=account, container=container, credentials=creds,
                               config=tuple(sorted(opts.items())))
-        client = azure.make_store(_client_options(False), {"max_retries": 0}, write=False)
+        client = azure.make_store(_client_options(False), {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Http):
         http = HttpLocation(
@@ -483,6 +482,6 @@ def build_virtual_reader(
         options_http.update(http.client_defaults())
         if http.headers:
             options_http["default_headers"] = dict(http.headers)
-        client = http.make_store(options_http, {"max_retries": 0}, write=False)
+        client = http.make_store(options_http, {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     raise StorageError(f"unsupported virtual chunk container store {store!r}", ErrorKind.STORAGE_CONFIG)
