@@ -31,12 +31,7 @@ from urllib.parse import unquote
 
 from icechunk._errors import ErrorKind, InvalidInputError, StorageError
 from icechunk.config import ObjectStoreConfig, StorageRetriesSettings, VirtualChunkContainer
-from icechunk.credentials import (
-    AzureCredentials,
-    Credentials,
-    GcsCredentials,
-    S3Credentials,
-)
+from icechunk.credentials import CONTAINER_CREDENTIAL_TYPES, Credentials, wrap_credential
 from icechunk.format.manifest import ChunkRef
 from icechunk.storage._abc import ByteRange, OffsetRange, RangeRequest, SuffixRange
 from icechunk.storage._retry import RetryPolicy
@@ -128,13 +123,6 @@ def absolute_range(ref: ChunkRef, byte_range: ByteRange | None) -> tuple[int, in
 
 # ---- authorizations -------------------------------------------------------------------------
 
-_RAW_S3 = (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable)
-_RAW_GCS = (GcsCredentials.FromEnv, GcsCredentials.Anonymous, GcsCredentials.Static, GcsCredentials.Refreshable)
-_RAW_AZURE = (
-    AzureCredentials.FromEnv, AzureCredentials.Anonymous, AzureCredentials.Static, AzureCredentials.Refreshable,
-)
-_SENTINELS = (Credentials.LocalFileSystemAccess, Credentials.HttpAccess)
-
 _EXPLICIT_REPLACEMENT = {
     "s3": "Credentials.S3(S3Credentials.FromEnv())",
     "tigris": "Credentials.S3(S3Credentials.FromEnv())",
@@ -147,17 +135,6 @@ _EXPLICIT_REPLACEMENT = {
     "http": "icechunk.credentials.HttpAccess",
     "https": "icechunk.credentials.HttpAccess",
 }
-
-
-def _wrap(credential: Any) -> Any:
-    """Raw S3/GCS/Azure credentials are accepted and wrapped like ``containers_credentials``."""
-    if isinstance(credential, _RAW_S3):
-        return Credentials.S3(credential)
-    if isinstance(credential, _RAW_GCS):
-        return Credentials.Gcs(credential)
-    if isinstance(credential, _RAW_AZURE):
-        return Credentials.Azure(credential)
-    return credential
 
 
 def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = True) -> dict[str, Any]:
@@ -180,7 +157,7 @@ def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = Tr
                 ErrorKind.INVALID_CREDENTIALS,
             )
         key = prefix if prefix.endswith("/") else prefix + "/"
-        credential = _wrap(credential)
+        credential = wrap_credential(credential)  # raw S3/GCS/Azure ones are accepted
         if credential is None:
             if warn:
                 scheme = prefix.split("://", 1)[0].lower() if "://" in prefix else ""
@@ -191,7 +168,7 @@ def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = Tr
                     DeprecationWarning,
                     stacklevel=4,
                 )
-        elif not isinstance(credential, (Credentials.S3, Credentials.Gcs, Credentials.Azure, *_SENTINELS)):
+        elif not isinstance(credential, CONTAINER_CREDENTIAL_TYPES):
             raise InvalidInputError(
                 f"authorize_virtual_chunk_access[{prefix!r}] must be a credential "
                 f"(Credentials.S3/Gcs/Azure, LocalFileSystemAccess, HttpAccess) or None, "
@@ -215,7 +192,8 @@ def _credential_fits(store: Any, credential: Any) -> bool:
         return isinstance(credential, Credentials.HttpAccess)
     if isinstance(store, ObjectStoreConfig.LocalFileSystem):
         return isinstance(credential, Credentials.LocalFileSystemAccess)
-    return isinstance(credential, _SENTINELS)  # in-memory and other test stores
+    # in-memory and other test stores
+    return isinstance(credential, (Credentials.LocalFileSystemAccess, Credentials.HttpAccess))
 
 
 # ---- the resolver ---------------------------------------------------------------------------

@@ -46,6 +46,9 @@ from icechunk._errors import (
 from icechunk._version import __version__
 from icechunk.config import ChecksumAlgorithm, S3Options, StorageSettings
 from icechunk.credentials import (
+    AZURE_CREDENTIAL_TYPES,
+    GCS_CREDENTIAL_TYPES,
+    S3_CREDENTIAL_TYPES,
     AnyAzureCredential,
     AnyGcsCredential,
     AnyS3Credential,
@@ -133,6 +136,14 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
+
+
+def _check_credentials(credentials: object, accepted: tuple[type, ...], family: str) -> None:
+    if credentials is not None and not isinstance(credentials, accepted):
+        raise InvalidInputError(
+            f"credentials must be {family} credentials, got {type(credentials).__name__}",
+            ErrorKind.INVALID_CREDENTIALS,
+        )
 
 
 def _credential_name(credentials: object) -> str:
@@ -287,14 +298,7 @@ class S3Location(_Location):
                 "implementation",
                 ErrorKind.STORAGE_CONFIG,
             )
-        if credentials is not None and not isinstance(
-            credentials,
-            (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable),
-        ):
-            raise InvalidInputError(
-                f"credentials must be S3 credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, S3_CREDENTIAL_TYPES, "S3")
         if config.checksum_algorithm is not None and config.checksum_algorithm not in _CHECKSUMS:
             raise InvalidInputError(
                 f"checksum_algorithm {config.checksum_algorithm.name} is not supported here; "
@@ -446,14 +450,7 @@ class GcsLocation(_Location):
     ) -> GcsLocation:
         """Validate the arguments of :func:`gcs_storage` and capture them."""
         _require_str(bucket, "bucket")
-        if credentials is not None and not isinstance(
-            credentials,
-            (GcsCredentials.FromEnv, GcsCredentials.Anonymous, GcsCredentials.Static, GcsCredentials.Refreshable),
-        ):
-            raise InvalidInputError(
-                f"credentials must be GCS credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, GCS_CREDENTIAL_TYPES, "GCS")
         location = cls(
             prefix=normalize_prefix(prefix),
             bucket=bucket,
@@ -532,19 +529,7 @@ class AzureLocation(_Location):
         """Validate the arguments of :func:`azure_storage` and capture them."""
         _require_str(account, "account")
         _require_str(container, "container")
-        if credentials is not None and not isinstance(
-            credentials,
-            (
-                AzureCredentials.FromEnv,
-                AzureCredentials.Anonymous,
-                AzureCredentials.Static,
-                AzureCredentials.Refreshable,
-            ),
-        ):
-            raise InvalidInputError(
-                f"credentials must be Azure credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, AZURE_CREDENTIAL_TYPES, "Azure")
         location = cls(
             prefix=normalize_prefix(prefix),
             account=account,
