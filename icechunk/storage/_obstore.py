@@ -393,16 +393,7 @@ class S3Location(_Location):
                 config["token"] = creds.credentials.session_token
         elif isinstance(creds, S3Credentials.Refreshable):
             provider = _S3Provider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: S3Store(
-                self.bucket,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(S3Store, self.bucket, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         o = self.options
@@ -488,16 +479,7 @@ class GcsLocation(_Location):
                 config["bearer_token"] = static.token
         elif isinstance(creds, GcsCredentials.Refreshable):
             provider = _GcsProvider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: GCSStore(
-                self.bucket,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(GCSStore, self.bucket, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         return (
@@ -562,16 +544,7 @@ class AzureLocation(_Location):
                 config["token"] = static.token
         elif isinstance(creds, AzureCredentials.Refreshable):
             provider = _AzureProvider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: AzureStore(
-                self.container,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(AzureStore, self.container, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         return (
@@ -643,6 +616,28 @@ class HttpLocation(_Location):
         return f"base_url={_strip_query(self.base_url)!r}"
 
 
+def _bucket_store(
+    store_class: Callable[..., Any],
+    bucket: str,
+    prefix: str,
+    config: dict[str, Any],
+    client_options: dict[str, Any],
+    retry_config: dict[str, Any],
+    provider: Any,
+) -> Any:
+    """An obstore S3/GCS/Azure store (``store_class``) of a bucket (Azure: container)."""
+    return _construct(
+        lambda: store_class(
+            bucket,
+            prefix=prefix or None,
+            config=config,
+            client_options=client_options,
+            retry_config=retry_config,
+            credential_provider=provider,
+        )
+    )
+
+
 def _construct(build: Callable[[], T]) -> T:
     _obstore()
     try:
@@ -700,6 +695,19 @@ def _translate(error: BaseException, key: str, action: str) -> BaseException:
     if isinstance(error, (ox.BaseError, OSError)):
         return StorageError(f"{action} {key!r} failed: {_first_line(error)}", ErrorKind.OBJECT_STORE)
     return error
+
+
+def _range_refusal(error: BaseException, key: str) -> StorageError:
+    """The error of a ranged GET the server refused (past the end, empty object...).
+
+    Anything else (missing object, transient failure, unexpected error) is raised.
+    """
+    translated = _translate(error, key, "get")
+    if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
+        translated, StorageError
+    ):
+        raise translated from None
+    return translated
 
 
 def _token(meta: Mapping[str, Any]) -> VersionToken:
@@ -821,6 +829,12 @@ class ObjectStoreStorage(SettingsMixin, Storage):
         except Exception as error:
             raise _translate(error, key, "head") from None
 
+    async def _head_or_missing(self, key: str) -> Mapping[str, Any]:
+        meta = await self._raw_head(key)
+        if meta is None:
+            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        return meta
+
     async def _get_range(self, key: str, byte_range: ByteRange) -> bytes:
         obstore = _obstore()
         request: Any
@@ -839,15 +853,9 @@ class ObjectStoreStorage(SettingsMixin, Storage):
                 result = await obstore.get_async(self._reader, key, options={"range": request})
                 return bytes(await result.bytes_async())
             except Exception as error:
-                translated = _translate(error, key, "get")
-                if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
-                    translated, StorageError
-                ):
-                    raise translated from None
+                _range_refusal(error, key)
                 # the server refused the range (past the end, empty object...): decide here
-        meta = await self._raw_head(key)
-        if meta is None:
-            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        meta = await self._head_or_missing(key)
         start, end = resolve_range(byte_range, int(meta["size"]))
         if start == end:
             return b""
@@ -881,16 +889,9 @@ class ObjectStoreStorage(SettingsMixin, Storage):
             result = await obstore.get_async(self._reader, key, options={"range": (0, part)})
             return bytes(await result.bytes_async()), result.meta
         except Exception as error:
-            translated = _translate(error, key, "get")
-            if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
-                translated, StorageError
-            ):
-                raise translated from None
-            first_error = translated
+            first_error = _range_refusal(error, key)
         # ranged GETs fail on empty objects: look at the object instead
-        meta = await self._raw_head(key)
-        if meta is None:
-            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        meta = await self._head_or_missing(key)
         if int(meta["size"]) == 0:
             return b"", meta
         raise first_error
