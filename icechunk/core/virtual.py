@@ -42,6 +42,7 @@ __all__ = [
     "ParsedLocation",
     "VirtualResolver",
     "absolute_range",
+    "chunk_bounds",
     "normalize_authorizations",
     "parse_location",
     "resolve_vcc",
@@ -104,19 +105,27 @@ def resolve_vcc(containers: Mapping[str, VirtualChunkContainer], location: str) 
     return location
 
 
+def chunk_bounds(length: int, byte_range: ByteRange | None) -> tuple[int, int]:
+    """``(lo, hi)`` of a range relative to a chunk of ``length`` bytes.
+
+    ``hi`` is truncated to ``length``; ``lo`` is not (callers decide about ranges starting
+    past the end), so ``lo > hi`` is possible.
+    """
+    if byte_range is None:
+        return 0, length
+    if isinstance(byte_range, RangeRequest):
+        return byte_range.start, min(byte_range.end, length)
+    if isinstance(byte_range, OffsetRange):
+        return byte_range.offset, length
+    if isinstance(byte_range, SuffixRange):
+        return max(length - byte_range.suffix, 0), length
+    raise InvalidInputError(f"unsupported byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
+
+
 def absolute_range(ref: ChunkRef, byte_range: ByteRange | None) -> tuple[int, int]:
     """``[start, end)`` in the target object for a range relative to the chunk."""
     start, length = int(ref.offset), int(ref.length)
-    if byte_range is None:
-        lo, hi = 0, length
-    elif isinstance(byte_range, RangeRequest):
-        lo, hi = byte_range.start, min(byte_range.end, length)
-    elif isinstance(byte_range, OffsetRange):
-        lo, hi = byte_range.offset, length
-    elif isinstance(byte_range, SuffixRange):
-        lo, hi = max(length - byte_range.suffix, 0), length
-    else:
-        raise InvalidInputError(f"unsupported byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
+    lo, hi = chunk_bounds(length, byte_range)
     lo = min(lo, length)
     return start + lo, start + max(hi, lo)
 
