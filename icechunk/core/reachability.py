@@ -26,6 +26,7 @@ from icechunk.storage._abc import Storage
 
 __all__ = [
     "ByteBudget",
+    "add_manifests_of",
     "ChunkIdSet",
     "SnapshotGraphNode",
     "iter_manifests",
@@ -33,6 +34,18 @@ __all__ = [
     "ref_tips",
     "snapshot_graph",
 ]
+
+def add_manifests_of(snap: Snapshot, manifests: dict[ManifestId, int]) -> None:
+    """Record the manifests ``snap`` uses in ``manifests`` as :func:`iter_manifests` takes
+    them: id -> stored size from the snapshot's manifest files, -1 when it names one only
+    in its nodes."""
+    for mfi in snap.manifest_files:
+        manifests[mfi.id] = mfi.size_bytes
+    for node in snap.nodes:
+        if node.array is not None:
+            for mref in node.array.manifests:
+                manifests.setdefault(mref.manifest_id, -1)
+
 
 async def iter_snapshots(
     storage: Storage,
