@@ -12,7 +12,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-__all__ = ["AsyncCloseableIterator", "blocking", "blocking_function", "blocking_iter", "iterate", "run"]
+__all__ = ["AsyncCloseableIterator", "blocking", "iterate", "run"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -46,18 +46,6 @@ def blocking(
     return wrapper
 
 
-def blocking_function(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """Build the blocking twin of a plain (module-level or static) coroutine function."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        return run(fn(*args, **kwargs))
-
-    wrapper.__name__ = fn.__name__.removesuffix("_async")
-    wrapper.__qualname__ = fn.__qualname__.removesuffix("_async")
-    return wrapper
-
-
 def iterate(aiter: AsyncIterator[T], batch: int = 256) -> Iterator[T]:
     """Iterate an async iterator from sync code, pulling ``batch`` items per loop hop."""
 
@@ -75,18 +63,6 @@ def iterate(aiter: AsyncIterator[T], batch: int = 256) -> Iterator[T]:
         yield from items
         if done:
             return
-
-
-def blocking_iter(
-    fn: Callable[Concatenate[S, P], AsyncIterator[T]],
-) -> Callable[Concatenate[S, P], Iterator[T]]:
-    """Build a sync iterator method from an async-generator method."""
-
-    @functools.wraps(fn)
-    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
-        return iterate(fn(self, *args, **kwargs))
-
-    return wrapper
 
 
 class AsyncCloseableIterator(Generic[T]):

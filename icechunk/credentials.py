@@ -741,31 +741,44 @@ def azure_credentials(
 
 # ---- containers -----------------------------------------------------------------------------
 
-_S3_TYPES = (
+# The variants of each family, for ``isinstance`` checks (also used by storage and core).
+S3_CREDENTIAL_TYPES = (
     S3Credentials.Static,
     S3Credentials.Anonymous,
     S3Credentials.FromEnv,
     S3Credentials.Refreshable,
 )
-_GCS_TYPES = (
+GCS_CREDENTIAL_TYPES = (
     GcsCredentials.Static,
     GcsCredentials.Anonymous,
     GcsCredentials.FromEnv,
     GcsCredentials.Refreshable,
 )
-_AZURE_TYPES = (
+AZURE_CREDENTIAL_TYPES = (
     AzureCredentials.Static,
     AzureCredentials.Anonymous,
     AzureCredentials.FromEnv,
     AzureCredentials.Refreshable,
 )
-_PASS_THROUGH = (
+#: What may authorize a virtual chunk container (besides None).
+CONTAINER_CREDENTIAL_TYPES = (
     Credentials.S3,
     Credentials.Gcs,
     Credentials.Azure,
     Credentials.LocalFileSystemAccess,
     Credentials.HttpAccess,
 )
+
+
+def wrap_credential(value: Any) -> Any:
+    """``Credentials.S3/Gcs/Azure(value)`` for a raw S3/GCS/Azure credential; else ``value``."""
+    if isinstance(value, S3_CREDENTIAL_TYPES):
+        return Credentials.S3(value)
+    if isinstance(value, GCS_CREDENTIAL_TYPES):
+        return Credentials.Gcs(value)
+    if isinstance(value, AZURE_CREDENTIAL_TYPES):
+        return Credentials.Azure(value)
+    return value
 
 
 def containers_credentials(
@@ -783,17 +796,11 @@ def containers_credentials(
     """
     result: dict[str, AnyCredential | None] = {}
     for prefix, value in m.items():
-        if value is None or isinstance(value, _PASS_THROUGH):
-            result[prefix] = value
-        elif isinstance(value, _S3_TYPES):
-            result[prefix] = Credentials.S3(value)
-        elif isinstance(value, _GCS_TYPES):
-            result[prefix] = Credentials.Gcs(value)
-        elif isinstance(value, _AZURE_TYPES):
-            result[prefix] = Credentials.Azure(value)
-        else:
+        wrapped = wrap_credential(value)
+        if wrapped is not None and not isinstance(wrapped, CONTAINER_CREDENTIAL_TYPES):
             raise InvalidInputError(
                 f"unknown credential type {type(value).__name__} for container {prefix!r}",
                 ErrorKind.INVALID_CREDENTIALS,
             )
+        result[prefix] = wrapped
     return result

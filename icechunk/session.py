@@ -7,8 +7,6 @@ import html
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from icechunk._errors import ErrorKind, RebaseFailedError, SessionStateError
 from icechunk._sync import blocking
 from icechunk._types import ChunkType, SessionMode
@@ -349,11 +347,6 @@ class Session:
         from icechunk.core.rearrange import reindex_array
 
         run(reindex_array(self._engine, normalize_path(array_path), forward, backward))
-
-    def _coords_array(self, array_path: str) -> np.ndarray:
-        from icechunk._sync import run
-
-        return run(self._engine.chunk_coordinates(normalize_path(array_path)))
 
 
 class ForkSession(Session):

@@ -24,6 +24,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.core.buffer.cpu import Buffer as CpuBuffer
 
 from icechunk._errors import ErrorKind, IcechunkError, InvalidInputError, ReadOnlyError
+from icechunk._sync import blocking
 from icechunk.core.paths import (
     ChunkKey,
     MetadataKey,
@@ -322,7 +323,7 @@ class IcechunkStore(Store):
 
     # ---- virtual refs -----------------------------------------------------------------------
 
-    def set_virtual_ref(
+    async def set_virtual_ref_async(
         self,
         key: str,
         location: str,
@@ -358,26 +359,6 @@ class IcechunkStore(Store):
         ReadOnlyError
             On a read-only store or session.
         """
-        from icechunk._sync import run
-
-        run(
-            self.set_virtual_ref_async(
-                key, location, offset=offset, length=length, checksum=checksum,
-                validate_container=validate_container,
-            )
-        )
-
-    async def set_virtual_ref_async(
-        self,
-        key: str,
-        location: str,
-        *,
-        offset: int,
-        length: int,
-        checksum: str | datetime | None = None,
-        validate_container: bool = True,
-    ) -> None:
-        """Async :meth:`set_virtual_ref`."""
         from icechunk.core.virtual_refs import set_virtual_ref
 
         self._check_writable()
@@ -392,7 +373,9 @@ class IcechunkStore(Store):
             validate_container,
         )
 
-    def set_virtual_refs(
+    set_virtual_ref = blocking(set_virtual_ref_async)
+
+    async def set_virtual_refs_async(
         self, array_path: str, chunks: list[VirtualChunkSpec], *, validate_containers: bool = True
     ) -> list[tuple[int, ...]] | None:
         """Set many virtual refs of one array at once.
@@ -400,14 +383,6 @@ class IcechunkStore(Store):
         With ``validate_containers``, refs whose location matches no virtual chunk container
         are skipped and their indices returned; None when every ref was set.
         """
-        from icechunk._sync import run
-
-        return run(self.set_virtual_refs_async(array_path, chunks, validate_containers=validate_containers))
-
-    async def set_virtual_refs_async(
-        self, array_path: str, chunks: list[VirtualChunkSpec], *, validate_containers: bool = True
-    ) -> list[tuple[int, ...]] | None:
-        """Async :meth:`set_virtual_refs`."""
         from icechunk.core.virtual_refs import failed_indices, set_virtual_columns, spec_columns
 
         self._check_writable()
@@ -428,7 +403,9 @@ class IcechunkStore(Store):
         )
         return failed_indices(coords, failed)
 
-    def set_virtual_refs_arr(
+    set_virtual_refs = blocking(set_virtual_refs_async)
+
+    async def set_virtual_refs_arr_async(
         self,
         array_path: str,
         chunk_grid_shape: tuple[int, ...],
@@ -448,28 +425,6 @@ class IcechunkStore(Store):
         last-modified bound) applies to every ref.  Returns the indices skipped because no
         container matched (with ``validate_containers``), or None.
         """
-        from icechunk._sync import run
-
-        return run(
-            self.set_virtual_refs_arr_async(
-                array_path, chunk_grid_shape, locations, offsets, lengths,
-                validate_containers=validate_containers, arr_offset=arr_offset, checksum=checksum,
-            )
-        )
-
-    async def set_virtual_refs_arr_async(
-        self,
-        array_path: str,
-        chunk_grid_shape: tuple[int, ...],
-        locations: list[str],
-        offsets: np.ndarray,
-        lengths: np.ndarray,
-        *,
-        validate_containers: bool = True,
-        arr_offset: tuple[int, ...] | None = None,
-        checksum: datetime | str | None = None,
-    ) -> list[tuple[int, ...]] | None:
-        """Async :meth:`set_virtual_refs_arr`."""
         from icechunk.core.virtual_refs import (
             checksum_fields,
             failed_indices,
@@ -485,6 +440,8 @@ class IcechunkStore(Store):
             etags=etag, last_modified=last_modified, validate_containers=validate_containers,
         )
         return failed_indices(coords, failed)
+
+    set_virtual_refs_arr = blocking(set_virtual_refs_arr_async)
 
     def array_chunk_iterator(
         self, array_path: str, batch_size: int = 100_000

@@ -17,16 +17,16 @@ from typing import Any, Generic, TypeVar
 from icechunk._errors import ErrorKind, NotFoundError, SnapshotNotFoundError, StorageError
 from icechunk.format.ids import ChunkId, ManifestId, SnapshotId
 from icechunk.format.manifest import LocationCompression, Manifest, decode_manifest, encode_manifest
-from icechunk.format.repo_info import RepoInfo, decode_repo_info, encode_repo_info
+from icechunk.format.repo_info import RepoInfo, encode_repo_info
 from icechunk.format.snapshot import NodeSnapshot, Snapshot, decode_snapshot, encode_snapshot
 from icechunk.format.transaction_log import (
     TransactionLog,
     decode_transaction_log,
     encode_transaction_log,
 )
-from icechunk.storage._abc import ByteRange, PutMode, PutResult, Storage, VersionToken
+from icechunk.storage._abc import ByteRange, Storage
 
-__all__ = ["AssetManager", "SnapshotIndex", "keys"]
+__all__ = ["AssetManager", "SnapshotIndex", "keys", "read_manifest", "read_snapshot"]
 
 T = TypeVar("T")
 
@@ -128,6 +128,26 @@ async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any, **kwargs:
     return fn(*args, **kwargs)
 
 
+async def read_snapshot(storage: Storage, sid: SnapshotId) -> Snapshot:
+    """Read and decode one snapshot file (no caching)."""
+    key = keys.snapshot(sid)
+    try:
+        data = await storage.get(key)
+    except NotFoundError:
+        raise SnapshotNotFoundError(f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND) from None
+    return await _maybe_off_loop(len(data), decode_snapshot, data, key)
+
+
+async def read_manifest(storage: Storage, mid: ManifestId) -> Manifest:
+    """Read and decode one manifest file (no caching)."""
+    key = keys.manifest(mid)
+    try:
+        data = await storage.get(key)
+    except NotFoundError:
+        raise StorageError(f"manifest {mid} is missing from storage", ErrorKind.OBJECT_NOT_FOUND) from None
+    return await _maybe_off_loop(len(data), decode_manifest, data, key)
+
+
 class AssetManager:
     """Typed access to the objects of one repository.
 
@@ -201,14 +221,7 @@ class AssetManager:
             return cached
 
         async def fetch() -> SnapshotIndex:
-            key = keys.snapshot(sid)
-            try:
-                data = await self.storage.get(key)
-            except NotFoundError:
-                raise SnapshotNotFoundError(
-                    f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND
-                ) from None
-            snapshot = await _maybe_off_loop(len(data), decode_snapshot, data, key)
+            snapshot = await read_snapshot(self.storage, sid)
             index = SnapshotIndex(snapshot)
             self._snapshots.put(sid, index, max(len(snapshot.nodes), 1))
             return index
@@ -230,14 +243,7 @@ class AssetManager:
             return cached
 
         async def fetch() -> Manifest:
-            key = keys.manifest(mid)
-            try:
-                data = await self.storage.get(key)
-            except NotFoundError:
-                raise StorageError(
-                    f"manifest {mid} is missing from storage", ErrorKind.OBJECT_NOT_FOUND
-                ) from None
-            manifest = await _maybe_off_loop(len(data), decode_manifest, data, key)
+            manifest = await read_manifest(self.storage, mid)
             self._manifests.put(mid, manifest, max(manifest.num_chunk_refs, 1))
             return manifest
 
@@ -299,20 +305,8 @@ class AssetManager:
 
     # ---- repo info --------------------------------------------------------------------------
 
-    async def fetch_repo_info(self) -> tuple[RepoInfo, VersionToken] | None:
-        """The current repo info and its version, or None when there is no ``repo`` object."""
-        try:
-            data, version = await self.storage.get_with_version(keys.REPO)
-        except NotFoundError:
-            return None
-        info = await _maybe_off_loop(len(data), decode_repo_info, data, keys.REPO)
-        return info, version
-
     def encode_repo_info(self, info: RepoInfo) -> bytes:
         return encode_repo_info(info, compression_level=self.compression_level)
-
-    async def put_raw(self, key: str, data: bytes, mode: PutMode) -> PutResult:
-        return await self.storage.put(key, data, mode)
 
     async def _put_new(self, key: str, data: bytes) -> None:
         # ids are random and fresh: a plain put is enough (the reference does the same)

@@ -98,7 +98,7 @@ async def _array_manifests(
         touched_boxes = (
             set(split_ids(changes.table().coords, edges).tolist()) if changed and changes else set()
         )
-        clean, dirty = _clean_boxes(base_refs, edges, boxes, meta.num_chunks, touched_boxes)
+        clean, dirty = _clean_boxes(base_refs, edges, meta.num_chunks, touched_boxes)
         refs = await _partial_refs(engine, node, dirty)
     else:
         refs = await engine.current_refs(node)
@@ -141,7 +141,6 @@ async def _array_manifests(
 def _clean_boxes(
     base_refs: tuple[ManifestRef, ...],
     edges: list[list[int]],
-    boxes: list[tuple[tuple[int, int], ...]],
     num_chunks: tuple[int, ...],
     touched: set[int],
 ) -> tuple[dict[int, list[ManifestRef]], list[ManifestRef]]:

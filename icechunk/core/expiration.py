@@ -213,7 +213,7 @@ async def expire_snapshots(
 async def _expire_spec1(
     state: LegacyRefs, cutoff_us: int, *, delete_expired_branches: bool, delete_expired_tags: bool
 ) -> set[SnapshotId]:
-    from icechunk.core.reachability import fetch_snapshot
+    from icechunk.core.assets import read_snapshot
 
     storage = state.assets.storage
     branches = await state.branches()
@@ -230,7 +230,7 @@ async def _expire_spec1(
     )
     # re-parent first: a crash half-way leaves shorter histories, never dangling refs
     for sid, (parent, _pruned) in sorted(plan.reparented.items(), key=lambda kv: bytes(kv[0])):
-        snap = await fetch_snapshot(storage, sid)
+        snap = await read_snapshot(storage, sid)
         await state.assets.write_snapshot(replace(snap, parent_id=parent))
     for name in plan.deleted_branches:
         await storage.delete_many([refs_format.branch_key(name)])

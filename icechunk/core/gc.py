@@ -33,7 +33,7 @@ import numpy as np
 
 from icechunk._errors import ConflictError, ErrorKind, ReadOnlyError
 from icechunk.core.progress import Progress
-from icechunk.core.reachability import ChunkIdSet, iter_manifests, iter_snapshots
+from icechunk.core.reachability import ChunkIdSet, add_manifests_of, iter_manifests, iter_snapshots
 from icechunk.core.repo_state import RepoInfoRefs, _copy_info
 from icechunk.format.ids import ManifestId, SnapshotId
 from icechunk.format.manifest import RefKind
@@ -154,12 +154,7 @@ async def find_reachable(
             storage, start, follow_parents=follow_parents, max_in_memory=max_snapshots_in_memory
         ):
             snapshots.add(snap.id)
-            for mfi in snap.manifest_files:
-                manifests[mfi.id] = mfi.size_bytes
-            for node in snap.nodes:
-                if node.array is not None:
-                    for mref in node.array.manifests:
-                        manifests.setdefault(mref.manifest_id, -1)
+            add_manifests_of(snap, manifests)
             bar.update()
     chunks = ChunkIdSet()
     with Progress("gc: manifests", len(manifests), enabled=show_progress) as bar:

@@ -7,7 +7,6 @@ shape and chunk grid (number of chunks per dimension) and the dimension names.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,10 +119,3 @@ def parse_metadata(user_data: bytes, *, allow_rectilinear: bool = True) -> NodeM
         dimension_names=dims,
         regular_chunk_shape=regular,
     )
-
-
-def chunk_length_for_spec1(dim: DimensionShape) -> int:
-    """The chunk length a spec-1 file stores for a dimension."""
-    if dim.chunk_length is not None:
-        return dim.chunk_length
-    return math.ceil(dim.array_length / dim.num_chunks) if dim.num_chunks else 0

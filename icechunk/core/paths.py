@@ -122,9 +122,3 @@ def parse_key(key: str) -> MetadataKey | ChunkKey:
             raise InvalidInputError(f"chunk index too large in {key!r}", ErrorKind.INVALID_CHUNK_INDEX)
         coords.append(value)
     return ChunkKey(normalize_path(key[:idx]), tuple(coords))
-
-
-def chunk_key(path: str, coords: tuple[int, ...]) -> str:
-    """The store key of chunk ``coords`` of the array at ``path``."""
-    suffix = "c" + "".join(f"/{c}" for c in coords)
-    return key_prefix_for(path) + suffix

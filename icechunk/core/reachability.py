@@ -16,22 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icechunk._errors import (
-    ErrorKind,
-    FormatError,
-    NotFoundError,
-    SnapshotNotFoundError,
-    StorageError,
-)
-from icechunk.core.assets import keys
+from icechunk._errors import ErrorKind, FormatError
+from icechunk.core.assets import read_manifest, read_snapshot
 from icechunk.core.repo_state import RepoInfoRefs, RepoState
 from icechunk.format.ids import ManifestId, SnapshotId
-from icechunk.format.manifest import Manifest, decode_manifest
-from icechunk.format.snapshot import Snapshot, decode_snapshot
+from icechunk.format.manifest import Manifest
+from icechunk.format.snapshot import Snapshot
 from icechunk.storage._abc import Storage
 
 __all__ = [
     "ByteBudget",
+    "add_manifests_of",
     "ChunkIdSet",
     "SnapshotGraphNode",
     "iter_manifests",
@@ -40,24 +35,16 @@ __all__ = [
     "snapshot_graph",
 ]
 
-_OFF_LOOP_BYTES = 1 << 20
-
-
-async def _decode_off_loop(data: bytes, fn, name: str):  # type: ignore[no-untyped-def]
-    if len(data) > _OFF_LOOP_BYTES:
-        return await asyncio.to_thread(fn, data, name)
-    return fn(data, name)
-
-
-async def fetch_snapshot(storage: Storage, sid: SnapshotId) -> Snapshot:
-    """Read and decode one snapshot file (no caching)."""
-    key = keys.snapshot(sid)
-    try:
-        data = await storage.get(key)
-    except NotFoundError:
-        raise SnapshotNotFoundError(f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND) from None
-    snapshot: Snapshot = await _decode_off_loop(data, decode_snapshot, key)
-    return snapshot
+def add_manifests_of(snap: Snapshot, manifests: dict[ManifestId, int]) -> None:
+    """Record the manifests ``snap`` uses in ``manifests`` as :func:`iter_manifests` takes
+    them: id -> stored size from the snapshot's manifest files, -1 when it names one only
+    in its nodes."""
+    for mfi in snap.manifest_files:
+        manifests[mfi.id] = mfi.size_bytes
+    for node in snap.nodes:
+        if node.array is not None:
+            for mref in node.array.manifests:
+                manifests.setdefault(mref.manifest_id, -1)
 
 
 async def iter_snapshots(
@@ -82,7 +69,7 @@ async def iter_snapshots(
     width = max(int(max_in_memory), 1)
     while pending:
         batch, pending = pending[:width], pending[width:]
-        snapshots = await asyncio.gather(*(fetch_snapshot(storage, sid) for sid in batch))
+        snapshots = await asyncio.gather(*(read_snapshot(storage, sid) for sid in batch))
         for snap in snapshots:
             parent = snap.parent_id
             if follow_parents and parent is not None and parent not in seen:
@@ -137,15 +124,7 @@ async def iter_manifests(
 
     async def one(mid: ManifestId, taken: int) -> None:
         try:
-            key = keys.manifest(mid)
-            try:
-                data = await storage.get(key)
-            except NotFoundError:
-                raise StorageError(
-                    f"manifest {mid} is missing from storage", ErrorKind.OBJECT_NOT_FOUND
-                ) from None
-            manifest: Manifest = await _decode_off_loop(data, decode_manifest, key)
-            queue.put_nowait((manifest, None, taken))
+            queue.put_nowait((await read_manifest(storage, mid), None, taken))
         except Exception as err:  # forwarded to the consumer
             queue.put_nowait((None, err, taken))
 

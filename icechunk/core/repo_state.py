@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from icechunk._errors import (
@@ -543,10 +543,6 @@ def spec2_only(state: RepoState, what: str) -> RepoInfoRefs:
         f"{what} needs a spec-2 repository (this one is spec 1; upgrade it first)",
         ErrorKind.UNSUPPORTED_SPEC_VERSION,
     )
-
-
-def entry_with(entry: SnapshotEntry, **changes: Any) -> SnapshotEntry:
-    return replace(entry, **changes)
 
 
 __all__ += ["Backoff", "KNOWN_FLAGS", "flag_enabled", "spec2_only", "validate_ref_name"]

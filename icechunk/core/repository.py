@@ -374,14 +374,29 @@ class RepoEngine:
         if engine.changes.is_empty() and not allow_empty:
             raise SessionStateError("no changes made to the session", ErrorKind.NO_CHANGES_TO_COMMIT)
         await state.ensure_writable()
+        return await self._replace_tip(state, engine, branch, message, _with_reserved(metadata, None))
+
+    async def _replace_tip(
+        self,
+        state: RepoInfoRefs,
+        engine: SessionEngine,
+        branch: str,
+        message: str,
+        props: dict[str, Any],
+        *,
+        rewrite_manifests: bool = False,
+    ) -> SnapshotId:
+        """The amend itself: the tip (the session's base) replaced by a snapshot with the
+        same parent holding its changes plus the session's (no checks of the session)."""
         base_entry = await state.snapshot_entry(engine.base.id)
         if base_entry.parent_id is None:
             raise SessionStateError("the initial commit cannot be amended", ErrorKind.NO_AMEND_FOR_INITIAL_COMMIT)
         prepared = await prepare_snapshot(
             engine,
             message,
-            _with_reserved(metadata, None),
+            props,
             parent=base_entry.parent_id,
+            rewrite_manifests=rewrite_manifests,
             merge_log_of=engine.base.id,
             pruned_ancestor_tx_logs=base_entry.pruned_ancestor_tx_logs,
         )

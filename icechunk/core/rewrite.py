@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from icechunk._errors import ErrorKind, FormatError, SessionStateError
-from icechunk.core.commit import prepare_snapshot
+from icechunk._errors import ErrorKind, FormatError
 from icechunk.core.repo_state import RepoInfoRefs
 from icechunk.format.ids import SnapshotId
 
@@ -58,18 +57,6 @@ async def rewrite_manifests(
         )
     state = repo.state
     assert isinstance(state, RepoInfoRefs)
-    base = await state.snapshot_entry(engine.base.id)
-    if base.parent_id is None:
-        raise SessionStateError("the initial commit cannot be amended", ErrorKind.NO_AMEND_FOR_INITIAL_COMMIT)
-    prepared = await prepare_snapshot(
-        engine,
-        message,
-        _with_reserved(metadata, reserved),
-        parent=base.parent_id,
-        rewrite_manifests=True,
-        merge_log_of=engine.base.id,
-        pruned_ancestor_tx_logs=base.pruned_ancestor_tx_logs,
+    return await repo._replace_tip(
+        state, engine, branch, message, _with_reserved(metadata, reserved), rewrite_manifests=True
     )
-    await state.commit(branch, prepared.entry, engine.base.id, amend_of=engine.base.id)
-    repo._finish(engine, prepared)
-    return prepared.snapshot.id

@@ -28,6 +28,7 @@ from icechunk.core.effective import EffectiveConfig
 from icechunk.core.metadata import ArrayMetadata, GroupMetadata, parse_metadata
 from icechunk.core.paths import child_name, is_ancestor, join, normalize_path, parent
 from icechunk.core.repo_state import RepoState
+from icechunk.core.virtual import chunk_bounds
 from icechunk.format.ids import NodeId, SnapshotId
 from icechunk.format.manifest import ArrayManifest, ChunkRef, RefKind
 from icechunk.format.snapshot import NodeSnapshot
@@ -73,20 +74,14 @@ def slice_range(data: bytes, byte_range: ByteRange | None) -> bytes:
 
 
 def _sub_range(ref: ChunkRef, byte_range: ByteRange | None) -> RangeRequest:
-    """The absolute range inside the target object for a range relative to the chunk."""
-    start, length = ref.offset, ref.length
-    if byte_range is None:
-        return RangeRequest(start, start + length)
-    if isinstance(byte_range, RangeRequest):
-        lo, hi = byte_range.start, min(byte_range.end, length)
-    elif isinstance(byte_range, OffsetRange):
-        lo, hi = byte_range.offset, length
-    elif isinstance(byte_range, SuffixRange):
-        lo, hi = max(length - byte_range.suffix, 0), length
-    else:
-        raise InvalidInputError(f"unsupported byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
-    hi = max(hi, lo)
-    return RangeRequest(start + lo, start + hi)
+    """The absolute range inside the target object for a range relative to the chunk.
+
+    Unlike virtual reads (:func:`absolute_range`), a start past the chunk's end is kept, so
+    the storage decides about it.
+    """
+    start = ref.offset
+    lo, hi = chunk_bounds(ref.length, byte_range)
+    return RangeRequest(start + lo, start + max(hi, lo))
 
 
 class SessionEngine:

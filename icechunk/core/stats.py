@@ -16,6 +16,7 @@ import numpy as np
 
 from icechunk.core.reachability import (
     ChunkIdSet,
+    add_manifests_of,
     iter_manifests,
     iter_snapshots,
     ref_tips,
@@ -95,12 +96,7 @@ async def chunk_storage_stats(
         ids, follow = tips, True
     manifests: dict[ManifestId, int] = {}
     async for snap in iter_snapshots(storage, ids, follow_parents=follow, max_in_memory=max_snapshots_in_memory):
-        for mfi in snap.manifest_files:
-            manifests[mfi.id] = mfi.size_bytes
-        for node in snap.nodes:
-            if node.array is not None:
-                for mref in node.array.manifests:
-                    manifests.setdefault(mref.manifest_id, -1)
+        add_manifests_of(snap, manifests)
     native = _Unique()
     virtual = _Unique()
     inlined = 0

@@ -45,8 +45,7 @@ from icechunk._errors import (
     SessionStateError,
     SnapshotNotFoundError,
 )
-from icechunk.core.assets import keys
-from icechunk.core.reachability import fetch_snapshot
+from icechunk.core.assets import keys, read_snapshot
 from icechunk.core.repo_state import now_us
 from icechunk.format import refs as refs_format
 from icechunk.format.config_yaml import decode_config_yaml
@@ -148,7 +147,7 @@ async def _snapshot_entries(
         async with semaphore:
             # unreachable or unreadable files are not needed; reachable ones are re-read
             with contextlib.suppress(IcechunkError):
-                entries[sid] = entry_of(await fetch_snapshot(storage, sid))
+                entries[sid] = entry_of(await read_snapshot(storage, sid))
 
     listed = []
     async for info in storage.list_prefix("snapshots/"):
@@ -163,7 +162,7 @@ async def _snapshot_entries(
         while current is not None and current not in reachable:
             entry = entries.get(current)
             if entry is None:
-                entry = entry_of(await fetch_snapshot(storage, current))
+                entry = entry_of(await read_snapshot(storage, current))
             reachable[current] = entry
             current = entry.parent_id
     return reachable
@@ -247,7 +246,7 @@ async def plan_migration(storage: Storage, *, prefetch_concurrency: int | None =
             deleted_times[name] = entries[target].flushed_at
         else:
             with contextlib.suppress(SnapshotNotFoundError):
-                deleted_times[name] = (await fetch_snapshot(storage, target)).flushed_at
+                deleted_times[name] = (await read_snapshot(storage, target)).flushed_at
     history = synthetic_history(entries, branches, tags, deleted, deleted_times)
     root = _chain(entries, branches["main"])[0]
     config = None

@@ -24,19 +24,14 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from icechunk._errors import ErrorKind, InvalidInputError, StorageError
 from icechunk.config import ObjectStoreConfig, StorageRetriesSettings, VirtualChunkContainer
-from icechunk.credentials import (
-    AzureCredentials,
-    Credentials,
-    GcsCredentials,
-    S3Credentials,
-)
+from icechunk.credentials import CONTAINER_CREDENTIAL_TYPES, Credentials, wrap_credential
 from icechunk.format.manifest import ChunkRef
 from icechunk.storage._abc import ByteRange, OffsetRange, RangeRequest, SuffixRange
 from icechunk.storage._retry import RetryPolicy
@@ -47,6 +42,7 @@ __all__ = [
     "ParsedLocation",
     "VirtualResolver",
     "absolute_range",
+    "chunk_bounds",
     "normalize_authorizations",
     "parse_location",
     "resolve_vcc",
@@ -109,31 +105,32 @@ def resolve_vcc(containers: Mapping[str, VirtualChunkContainer], location: str) 
     return location
 
 
+def chunk_bounds(length: int, byte_range: ByteRange | None) -> tuple[int, int]:
+    """``(lo, hi)`` of a range relative to a chunk of ``length`` bytes.
+
+    ``hi`` is truncated to ``length``; ``lo`` is not (callers decide about ranges starting
+    past the end), so ``lo > hi`` is possible.
+    """
+    if byte_range is None:
+        return 0, length
+    if isinstance(byte_range, RangeRequest):
+        return byte_range.start, min(byte_range.end, length)
+    if isinstance(byte_range, OffsetRange):
+        return byte_range.offset, length
+    if isinstance(byte_range, SuffixRange):
+        return max(length - byte_range.suffix, 0), length
+    raise InvalidInputError(f"unsupported byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
+
+
 def absolute_range(ref: ChunkRef, byte_range: ByteRange | None) -> tuple[int, int]:
     """``[start, end)`` in the target object for a range relative to the chunk."""
     start, length = int(ref.offset), int(ref.length)
-    if byte_range is None:
-        lo, hi = 0, length
-    elif isinstance(byte_range, RangeRequest):
-        lo, hi = byte_range.start, min(byte_range.end, length)
-    elif isinstance(byte_range, OffsetRange):
-        lo, hi = byte_range.offset, length
-    elif isinstance(byte_range, SuffixRange):
-        lo, hi = max(length - byte_range.suffix, 0), length
-    else:
-        raise InvalidInputError(f"unsupported byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
+    lo, hi = chunk_bounds(length, byte_range)
     lo = min(lo, length)
     return start + lo, start + max(hi, lo)
 
 
 # ---- authorizations -------------------------------------------------------------------------
-
-_RAW_S3 = (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable)
-_RAW_GCS = (GcsCredentials.FromEnv, GcsCredentials.Anonymous, GcsCredentials.Static, GcsCredentials.Refreshable)
-_RAW_AZURE = (
-    AzureCredentials.FromEnv, AzureCredentials.Anonymous, AzureCredentials.Static, AzureCredentials.Refreshable,
-)
-_SENTINELS = (Credentials.LocalFileSystemAccess, Credentials.HttpAccess)
 
 _EXPLICIT_REPLACEMENT = {
     "s3": "Credentials.S3(S3Credentials.FromEnv())",
@@ -147,17 +144,6 @@ _EXPLICIT_REPLACEMENT = {
     "http": "icechunk.credentials.HttpAccess",
     "https": "icechunk.credentials.HttpAccess",
 }
-
-
-def _wrap(credential: Any) -> Any:
-    """Raw S3/GCS/Azure credentials are accepted and wrapped like ``containers_credentials``."""
-    if isinstance(credential, _RAW_S3):
-        return Credentials.S3(credential)
-    if isinstance(credential, _RAW_GCS):
-        return Credentials.Gcs(credential)
-    if isinstance(credential, _RAW_AZURE):
-        return Credentials.Azure(credential)
-    return credential
 
 
 def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = True) -> dict[str, Any]:
@@ -180,7 +166,7 @@ def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = Tr
                 ErrorKind.INVALID_CREDENTIALS,
             )
         key = prefix if prefix.endswith("/") else prefix + "/"
-        credential = _wrap(credential)
+        credential = wrap_credential(credential)  # raw S3/GCS/Azure ones are accepted
         if credential is None:
             if warn:
                 scheme = prefix.split("://", 1)[0].lower() if "://" in prefix else ""
@@ -191,7 +177,7 @@ def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = Tr
                     DeprecationWarning,
                     stacklevel=4,
                 )
-        elif not isinstance(credential, (Credentials.S3, Credentials.Gcs, Credentials.Azure, *_SENTINELS)):
+        elif not isinstance(credential, CONTAINER_CREDENTIAL_TYPES):
             raise InvalidInputError(
                 f"authorize_virtual_chunk_access[{prefix!r}] must be a credential "
                 f"(Credentials.S3/Gcs/Azure, LocalFileSystemAccess, HttpAccess) or None, "
@@ -215,7 +201,8 @@ def _credential_fits(store: Any, credential: Any) -> bool:
         return isinstance(credential, Credentials.HttpAccess)
     if isinstance(store, ObjectStoreConfig.LocalFileSystem):
         return isinstance(credential, Credentials.LocalFileSystemAccess)
-    return isinstance(credential, _SENTINELS)  # in-memory and other test stores
+    # in-memory and other test stores
+    return isinstance(credential, (Credentials.LocalFileSystemAccess, Credentials.HttpAccess))
 
 
 # ---- the resolver ---------------------------------------------------------------------------
@@ -277,17 +264,6 @@ class VirtualResolver:
             if location.startswith(prefix):
                 return location, self.containers[prefix]
         return location, None
-
-    def valid_prefixes(self) -> tuple[str, ...]:
-        """Prefixes a valid location starts with (container prefixes and ``vcc://<name>/``)."""
-        return (*self._prefixes, *(f"{VCC_SCHEME}{name}/" for name in self._by_name))
-
-    def invalid_locations(self, locations: Iterable[str]) -> set[str]:
-        """The locations (of an iterable of distinct ones) that match no container."""
-        prefixes = self.valid_prefixes()
-        if not prefixes:
-            return set(locations)
-        return {loc for loc in locations if not loc.startswith(prefixes)}
 
     # ---- reading ----------------------------------------------------------------------------
 

@@ -26,8 +26,6 @@ _U16 = struct.Struct("<H").unpack_from
 _I32 = struct.Struct("<i").unpack_from
 _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
-_I64 = struct.Struct("<q").unpack_from
-_F64 = struct.Struct("<d").unpack_from
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import zstandard
@@ -79,7 +79,7 @@ def train_location_dictionary(
     if 2 * sum(len(s) < _MIN_SAMPLE_LENGTH for s in samples) >= len(samples):
         return None
     total = sum(len(s) for s in samples)
-    repeated = list(samples)
+    repeated: list[bytes | bytearray | memoryview] = list(samples)
     while total < max_size:
         repeated.extend(samples)
         total += sum(len(s) for s in samples)
@@ -125,6 +125,7 @@ class LocationCompressor:
         workers = _threads(n)
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         starts = list(range(0, n, _CHUNK))
+        self._chunks: list[Future[tuple[np.ndarray, np.ndarray]] | _Done]
         if self._pool is not None:
             self._chunks = [self._pool.submit(self._work, lo) for lo in starts]
         else:
@@ -147,7 +148,9 @@ class LocationCompressor:
             frame = np.frombuffer(cctx.compress(b""), dtype=np.uint8)
             return np.tile(frame, hi - lo), np.full(hi - lo, frame.shape[0], dtype=np.int64)
         frames = cctx.multi_compress_to_buffer(
-            zstandard.BufferWithSegments(self._data, self._table[lo:hi].tobytes()), threads=0
+            # the stubs say ByteString; any contiguous buffer works
+            zstandard.BufferWithSegments(self._data, self._table[lo:hi].tobytes()),  # type: ignore[arg-type]
+            threads=0,
         )
         return _frames_blob(frames, self._dict.dict_id())
 
@@ -257,7 +260,8 @@ def _frames_blob(
             return blob, lengths
     parts = list(map(frames.__getitem__, range(count)))
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=count)
-    return np.frombuffer(b"".join(parts), dtype=np.uint8), lengths
+    joined = b"".join(parts)  # type: ignore[arg-type]  # segments are buffers (not in the stubs)
+    return np.frombuffer(joined, dtype=np.uint8), lengths
 
 
 # Frames sampled per output buffer search step; python-zstandard's buffers hold far more.
@@ -369,7 +373,7 @@ def _frame_lengths(blob: np.ndarray, count: int, dict_id: int) -> np.ndarray | N
     )
     block_type = (header >> 1) & 3
     payload = np.where(block_type == 1, 1, header >> 3)
-    lengths = block + 3 + payload + 4 * ((fhd >> 2) & 1) - starts
+    lengths: np.ndarray = block + 3 + payload + 4 * ((fhd >> 2) & 1) - starts
     ends = starts + lengths
     if (header & 1).all() and (ends[:-1] == starts[1:]).all() and ends[-1] == size:
         return lengths
@@ -453,7 +457,8 @@ def decompress_locations(frames: Segments, dictionary: bytes | None) -> np.ndarr
         if bulk.shape[0]:
             part = frames if bulk.shape[0] == len(frames) else frames.take(bulk)
             result = dctx.multi_decompress_to_buffer(
-                zstandard.BufferWithSegments(np.ascontiguousarray(part.data), _segment_table(part)),
+                # the stubs say ByteString; any contiguous buffer works
+                zstandard.BufferWithSegments(np.ascontiguousarray(part.data), _segment_table(part)),  # type: ignore[arg-type]
                 decompressed_sizes=sizes[bulk].astype(np.uint64).tobytes(),
                 threads=_threads(bulk.shape[0]),
             )
@@ -512,11 +517,11 @@ def _strings_from_pieces(
                 flat[keep] = raw
                 blob = flat.tobytes()
     if blob is None:
-        blob = b"\x00".join(pieces)
+        blob = b"\x00".join(pieces)  # type: ignore[arg-type]  # segments are buffers (not in the stubs)
     if blob.count(b"\x00") == count - 1:
         return _objects(blob.decode("utf-8").split("\x00"))
     # a location contains NUL characters: decode one by one
-    return _objects([bytes(pieces[i]).decode("utf-8") for i in range(count)])
+    return _objects([pieces[i].tobytes().decode("utf-8") for i in range(count)])
 
 
 # Below this many strings the per-string loop is cheaper than the vectorized path.

@@ -455,7 +455,7 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
                     blk[idx] = tmp.view(np.uint8).reshape(part.shape[0], itemsize)
 
     if not in_place:
-        b.Bytes[b.head - total : b.head] = memoryview(blk)[end8 - end_off : end8 - start_off]
+        b.Bytes[b.head - total : b.head] = blk.data[end8 - end_off : end8 - start_off]
     del blk, u32
     b.head -= total
     b.minalign = max(b.minalign, 8 if bool(is64.any()) else 4)
@@ -486,7 +486,7 @@ def _write_refs_vector(b: flatbuffers.Builder, x_tab: np.ndarray) -> int:
     n = x_tab.shape[0]
     start_off = b.Offset()
     vec_start = start_off + -start_off % 4
-    x_vec = vec_start + 4 * n + 4
+    x_vec: int = vec_start + 4 * n + 4
     blk, end, in_place = _output(b, start_off, x_vec)
     u32 = blk.view("<u4")
     p_vec = (end - x_vec) >> 2
@@ -496,7 +496,7 @@ def _write_refs_vector(b: flatbuffers.Builder, x_tab: np.ndarray) -> int:
         u32[p_vec + 1 : p_vec + 1 + n] = (x_elem - x_tab).astype(np.uint32)
     total = x_vec - start_off
     if not in_place:
-        b.Bytes[b.head - total : b.head] = memoryview(blk)[end - x_vec : end - start_off]
+        b.Bytes[b.head - total : b.head] = blk.data[end - x_vec : end - start_off]
     del blk, u32
     b.head -= total
     b.minalign = max(b.minalign, 4)

@@ -54,29 +54,34 @@ class _Buf:
 
     def at_u16(self, pos: np.ndarray) -> np.ndarray:
         self.check(pos, 2, "vtable entry")
+        gathered: np.ndarray
         if (pos & 1).any():
-            return self.b8[pos].astype(np.uint16) | (self.b8[pos + 1].astype(np.uint16) << 8)
-        return self.u16[pos >> 1]
+            gathered = self.b8[pos].astype(np.uint16) | (self.b8[pos + 1].astype(np.uint16) << 8)
+        else:
+            gathered = self.u16[pos >> 1]
+        return gathered
 
     def at_u32(self, pos: np.ndarray, what: str) -> np.ndarray:
         self.check(pos, 4, what)
         values = strided_gather(self.b8, pos, 4, "<u4")
         if values is not None:
             return values
-        if (pos & 3).any():
-            return self.u32x[pos]
-        return self.u32[pos >> 2]
+        gathered: np.ndarray = self.u32x[pos] if (pos & 3).any() else self.u32[pos >> 2]
+        return gathered
 
     def at_u64(self, pos: np.ndarray, what: str) -> np.ndarray:
         self.check(pos, 8, what)
         values = strided_gather(self.b8, pos, 8, "<u8")
         if values is not None:
             return values
+        gathered: np.ndarray
         if (pos & 7).any():
             lo = self.u32x[pos].astype(np.uint64)
             hi = self.u32x[pos + 4].astype(np.uint64)
-            return lo | (hi << np.uint64(32))
-        return self.u64[pos >> 3]
+            gathered = lo | (hi << np.uint64(32))
+        else:
+            gathered = self.u64[pos >> 3]
+        return gathered
 
     def at_bytes(self, pos: np.ndarray, width: int, what: str) -> np.ndarray:
         """``(len(pos), width)`` uint8 rows (width a multiple of 4)."""
@@ -142,7 +147,7 @@ MAX_APPARENT_SIZE = 1 << 31
 _MAX_VTABLES = 64
 
 
-def _vtable_groups(g: _Buf, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _vtable_groups(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Distinct vtable positions (sorted) and each table's index into them.
 
     Builders de-duplicate vtables, so there are usually a handful; None when there are
@@ -191,7 +196,7 @@ def _read_array(g: _Buf, am: Table) -> WireArray:
     vt = tpos - g.at_u32(tpos, "chunk ref").view(np.int32).astype(np.int64)
 
     # field offsets of every table, read once per distinct vtable when possible
-    groups = _vtable_groups(g, vt) if n else None
+    groups = _vtable_groups(vt) if n else None
     if groups is not None:
         cand, gid = groups
         table = np.zeros((cand.shape[0], CHUNK_REF_FIELDS), dtype=np.int64)

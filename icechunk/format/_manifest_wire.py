@@ -176,7 +176,7 @@ def dense_ids(values: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     uniq = np.unique(np.concatenate([values[:64], values[:: max(1, n // 1024)]]))
     for _ in range(2):
-        ids = np.minimum(np.searchsorted(uniq, values), uniq.shape[0] - 1)
+        ids: np.ndarray = np.minimum(np.searchsorted(uniq, values), uniq.shape[0] - 1)
         miss = uniq[ids] != values
         if not miss.any():
             return ids
@@ -267,7 +267,7 @@ def strided_gather(
 _BYTE_MASK = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
 
 
-def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
+def gather_words(seg: Segments, sel: np.ndarray | slice, nwords: int) -> np.ndarray:
     """Payloads ``sel`` as zero-padded uint32 words: an ``(len(sel), nwords)`` array.
 
     Every selected payload must satisfy ``ceil(len / 4) <= nwords <= ceil(len / 4) + 1``
@@ -278,6 +278,7 @@ def gather_words(seg: Segments, sel: np.ndarray, nwords: int) -> np.ndarray:
     if data.shape[0] < 4 or int(starts.max(initial=0)) + 4 * nwords + 3 >= data.shape[0]:
         # too close to the end for the 4-byte window: work on a padded copy
         data = np.concatenate([data, np.zeros(4 * nwords + 4, dtype=np.uint8)])
+    out: np.ndarray
     if (starts & 3).any():
         out = unaligned_u32(data)[starts[:, None] + 4 * np.arange(nwords, dtype=np.int64)]
     else:

@@ -100,7 +100,7 @@ class ChunkRef:
 
 def _key_bits(coords: np.ndarray) -> tuple[int, ...] | None:
     """Bits per dimension for an order-preserving uint64 key, or None if it does not fit."""
-    ndim = coords.shape[1]
+    ndim: int = coords.shape[1]
     if ndim <= 2:
         return (32,) * ndim
     if coords.shape[0] == 0:
@@ -153,7 +153,9 @@ def _object_column(n: int, values: np.ndarray | Sequence[object] | None) -> np.n
 
 
 def _not_none(col: np.ndarray) -> np.ndarray:
-    return np.not_equal(col, None).astype(bool)
+    # the stubs refuse None as an operand; object columns compare element-wise
+    present: np.ndarray = np.not_equal(col, None)  # type: ignore[call-overload]
+    return present.astype(bool)
 
 
 def _ids_column(n: int, values: np.ndarray | None) -> np.ndarray:
@@ -532,7 +534,7 @@ class _LazyArrayManifest(ArrayManifest):
         super().__init__(location=np.empty(0, dtype=object), **columns)
         self._lazy: _LazyLocations | None = lazy
 
-    @property  # type: ignore[override]
+    @property
     def location(self) -> np.ndarray:
         lazy = getattr(self, "_lazy", None)
         if lazy is not None:
@@ -607,8 +609,11 @@ def _invalid(msg: str) -> InvalidInputError:
     return InvalidInputError(f"cannot encode manifest: {msg}", ErrorKind.SERIALIZATION)
 
 
-def _rows_of(mask: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, list[object]]:
-    """Rows selected by ``mask`` and their values in an object column (no copy when all)."""
+def _rows_of(mask: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Rows selected by ``mask`` and their values in an object column (no copy when all).
+
+    The values are not checked: the encoders they go to raise TypeError on a wrong type.
+    """
     if mask.all():
         return np.arange(mask.shape[0]), column.tolist()
     rows = np.flatnonzero(mask)
@@ -667,7 +672,7 @@ def _to_wire(am: ArrayManifest) -> WireArray:
     )
 
 
-def _objects(values: list[object]) -> np.ndarray:
+def _objects(values: Sequence[object]) -> np.ndarray:
     """A 1-D object array of exactly these values (never interpreted as nested sequences)."""
     out = np.empty(len(values), dtype=object)
     out[:] = values

@@ -236,7 +236,6 @@ class RepoInfo:
 
 _REPO_SPEC_VERSION = 2  # header byte of every repo-info file
 _BACKUP_EPOCH_MS = 32503680000000  # 3000-01-01T00:00:00Z
-_MAX_U64 = (1 << 64) - 1
 
 _UPDATE_TYPES: dict[type, int] = {
     RepoInitialized: 1,

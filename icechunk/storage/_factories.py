@@ -66,26 +66,6 @@ def local_filesystem_storage(path: str | os.PathLike[str], *, fsync: bool = Fals
     return LocalFileSystemStorage(path, fsync=fsync)
 
 
-def _s3_options(
-    region: str | None,
-    endpoint_url: str | None,
-    allow_http: bool,
-    force_path_style: bool,
-    network_stream_timeout_seconds: int | None,
-    requester_pays: bool,
-    checksum_algorithm: ChecksumAlgorithm | None,
-) -> S3Options:
-    return S3Options(
-        region=region,
-        endpoint_url=endpoint_url,
-        allow_http=allow_http,
-        force_path_style=force_path_style,
-        network_stream_timeout_seconds=network_stream_timeout_seconds,
-        requester_pays=requester_pays,
-        checksum_algorithm=checksum_algorithm,
-    )
-
-
 def s3_storage(
     *,
     bucket: str,
@@ -147,9 +127,11 @@ def s3_storage(
         get_credentials=get_credentials,
         scatter_initial_credentials=scatter_initial_credentials,
     )
-    options = _s3_options(
-        region, endpoint_url, allow_http, force_path_style, network_stream_timeout_seconds,
-        requester_pays, checksum_algorithm,
+    options = S3Options(
+        region=region, endpoint_url=endpoint_url, allow_http=allow_http,
+        force_path_style=force_path_style,
+        network_stream_timeout_seconds=network_stream_timeout_seconds,
+        requester_pays=requester_pays, checksum_algorithm=checksum_algorithm,
     )
     return Storage.new_s3(
         options, bucket, prefix, credentials, legacy_rooted_keys,
@@ -220,9 +202,10 @@ def tigris_storage(
         from_env=from_env, get_credentials=get_credentials,
         scatter_initial_credentials=scatter_initial_credentials,
     )
-    options = _s3_options(
-        region, endpoint_url, allow_http, False, network_stream_timeout_seconds, False,
-        checksum_algorithm,
+    options = S3Options(
+        region=region, endpoint_url=endpoint_url, allow_http=allow_http,
+        network_stream_timeout_seconds=network_stream_timeout_seconds,
+        checksum_algorithm=checksum_algorithm,
     )
     return Storage.new_tigris(
         options, bucket, prefix, use_weak_consistency, credentials, legacy_rooted_keys,
@@ -269,9 +252,10 @@ def r2_storage(
         from_env=from_env, get_credentials=get_credentials,
         scatter_initial_credentials=scatter_initial_credentials,
     )
-    options = _s3_options(
-        region, endpoint_url, allow_http, False, network_stream_timeout_seconds, False,
-        checksum_algorithm,
+    options = S3Options(
+        region=region, endpoint_url=endpoint_url, allow_http=allow_http,
+        network_stream_timeout_seconds=network_stream_timeout_seconds,
+        checksum_algorithm=checksum_algorithm,
     )
     return Storage.new_r2(
         options, bucket, prefix, account_id, credentials, legacy_rooted_keys,

@@ -46,6 +46,9 @@ from icechunk._errors import (
 from icechunk._version import __version__
 from icechunk.config import ChecksumAlgorithm, S3Options, StorageSettings
 from icechunk.credentials import (
+    AZURE_CREDENTIAL_TYPES,
+    GCS_CREDENTIAL_TYPES,
+    S3_CREDENTIAL_TYPES,
     AnyAzureCredential,
     AnyGcsCredential,
     AnyS3Credential,
@@ -135,6 +138,14 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
+def _check_credentials(credentials: object, accepted: tuple[type, ...], family: str) -> None:
+    if credentials is not None and not isinstance(credentials, accepted):
+        raise InvalidInputError(
+            f"credentials must be {family} credentials, got {type(credentials).__name__}",
+            ErrorKind.INVALID_CREDENTIALS,
+        )
+
+
 def _credential_name(credentials: object) -> str:
     # only the variant's name: never the values (repr must not show secrets)
     return type(credentials).__qualname__ if credentials is not None else "None"
@@ -221,7 +232,7 @@ class _Location:
     def read_only(self) -> bool:
         return False
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         raise NotImplementedError
 
     def header_options(self, write: bool) -> Headers:
@@ -287,14 +298,7 @@ class S3Location(_Location):
                 "implementation",
                 ErrorKind.STORAGE_CONFIG,
             )
-        if credentials is not None and not isinstance(
-            credentials,
-            (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable),
-        ):
-            raise InvalidInputError(
-                f"credentials must be S3 credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, S3_CREDENTIAL_TYPES, "S3")
         if config.checksum_algorithm is not None and config.checksum_algorithm not in _CHECKSUMS:
             raise InvalidInputError(
                 f"checksum_algorithm {config.checksum_algorithm.name} is not supported here; "
@@ -314,7 +318,7 @@ class S3Location(_Location):
             write_headers=_merge_headers(headers, write_headers, "write_headers"),
             use_weak_consistency=bool(use_weak_consistency),
         )
-        location.make_store({"allow_http": True}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({"allow_http": True}, {"max_retries": 0})  # validates
         return location
 
     @classmethod
@@ -361,7 +365,7 @@ class S3Location(_Location):
             out["read_timeout"] = timedelta(seconds=stream_timeout)
         return out
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import S3Store
 
         opts = self.options
@@ -389,16 +393,7 @@ class S3Location(_Location):
                 config["token"] = creds.credentials.session_token
         elif isinstance(creds, S3Credentials.Refreshable):
             provider = _S3Provider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: S3Store(
-                self.bucket,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(S3Store, self.bucket, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         o = self.options
@@ -446,14 +441,7 @@ class GcsLocation(_Location):
     ) -> GcsLocation:
         """Validate the arguments of :func:`gcs_storage` and capture them."""
         _require_str(bucket, "bucket")
-        if credentials is not None and not isinstance(
-            credentials,
-            (GcsCredentials.FromEnv, GcsCredentials.Anonymous, GcsCredentials.Static, GcsCredentials.Refreshable),
-        ):
-            raise InvalidInputError(
-                f"credentials must be GCS credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, GCS_CREDENTIAL_TYPES, "GCS")
         location = cls(
             prefix=normalize_prefix(prefix),
             bucket=bucket,
@@ -462,7 +450,7 @@ class GcsLocation(_Location):
             read_headers=_merge_headers(headers, read_headers, "read_headers"),
             write_headers=_merge_headers(headers, write_headers, "write_headers"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
@@ -471,7 +459,7 @@ class GcsLocation(_Location):
     def header_options(self, write: bool) -> Headers:
         return self.write_headers if write else self.read_headers
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import GCSStore
 
         config: dict[str, Any] = dict(self.config)
@@ -491,16 +479,7 @@ class GcsLocation(_Location):
                 config["bearer_token"] = static.token
         elif isinstance(creds, GcsCredentials.Refreshable):
             provider = _GcsProvider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: GCSStore(
-                self.bucket,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(GCSStore, self.bucket, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         return (
@@ -532,19 +511,7 @@ class AzureLocation(_Location):
         """Validate the arguments of :func:`azure_storage` and capture them."""
         _require_str(account, "account")
         _require_str(container, "container")
-        if credentials is not None and not isinstance(
-            credentials,
-            (
-                AzureCredentials.FromEnv,
-                AzureCredentials.Anonymous,
-                AzureCredentials.Static,
-                AzureCredentials.Refreshable,
-            ),
-        ):
-            raise InvalidInputError(
-                f"credentials must be Azure credentials, got {type(credentials).__name__}",
-                ErrorKind.INVALID_CREDENTIALS,
-            )
+        _check_credentials(credentials, AZURE_CREDENTIAL_TYPES, "Azure")
         location = cls(
             prefix=normalize_prefix(prefix),
             account=account,
@@ -552,13 +519,13 @@ class AzureLocation(_Location):
             credentials=credentials,
             config=_headers(config, "config"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
         return hash(("azure", self.account, self.container, self.prefix))
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import AzureStore
 
         config: dict[str, Any] = dict(self.config)
@@ -577,16 +544,7 @@ class AzureLocation(_Location):
                 config["token"] = static.token
         elif isinstance(creds, AzureCredentials.Refreshable):
             provider = _AzureProvider(creds.pickled_function, creds.current)
-        return _construct(
-            lambda: AzureStore(
-                self.container,
-                prefix=self.prefix or None,
-                config=config,  # type: ignore[arg-type]
-                client_options=client_options,  # type: ignore[arg-type]
-                retry_config=retry_config,  # type: ignore[arg-type]
-                credential_provider=provider,  # type: ignore[arg-type]
-            )
-        )
+        return _bucket_store(AzureStore, self.container, self.prefix, config, client_options, retry_config, provider)
 
     def describe(self) -> str:
         return (
@@ -625,7 +583,7 @@ class HttpLocation(_Location):
             prefix="", base_url=base_url.rstrip("/"), config=_headers(config, "opts"),
             headers=_headers(headers, "headers"),
         )
-        location.make_store({}, {"max_retries": 0}, write=False)  # validates
+        location.make_store({}, {"max_retries": 0})  # validates
         return location
 
     def __hash__(self) -> int:
@@ -643,7 +601,7 @@ class HttpLocation(_Location):
             out.setdefault("allow_http", True)
         return out
 
-    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any], write: bool) -> Any:
+    def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
         from obstore.store import HTTPStore
 
         return _construct(
@@ -656,6 +614,28 @@ class HttpLocation(_Location):
 
     def describe(self) -> str:
         return f"base_url={_strip_query(self.base_url)!r}"
+
+
+def _bucket_store(
+    store_class: Callable[..., Any],
+    bucket: str,
+    prefix: str,
+    config: dict[str, Any],
+    client_options: dict[str, Any],
+    retry_config: dict[str, Any],
+    provider: Any,
+) -> Any:
+    """An obstore S3/GCS/Azure store (``store_class``) of a bucket (Azure: container)."""
+    return _construct(
+        lambda: store_class(
+            bucket,
+            prefix=prefix or None,
+            config=config,
+            client_options=client_options,
+            retry_config=retry_config,
+            credential_provider=provider,
+        )
+    )
 
 
 def _construct(build: Callable[[], T]) -> T:
@@ -715,6 +695,19 @@ def _translate(error: BaseException, key: str, action: str) -> BaseException:
     if isinstance(error, (ox.BaseError, OSError)):
         return StorageError(f"{action} {key!r} failed: {_first_line(error)}", ErrorKind.OBJECT_STORE)
     return error
+
+
+def _range_refusal(error: BaseException, key: str) -> StorageError:
+    """The error of a ranged GET the server refused (past the end, empty object...).
+
+    Anything else (missing object, transient failure, unexpected error) is raised.
+    """
+    translated = _translate(error, key, "get")
+    if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
+        translated, StorageError
+    ):
+        raise translated from None
+    return translated
 
 
 def _token(meta: Mapping[str, Any]) -> VersionToken:
@@ -786,7 +779,7 @@ class ObjectStoreStorage(SettingsMixin, Storage):
             headers = loc.header_options(write)
             if headers:
                 options["default_headers"] = dict(headers)
-            return loc.make_store(options, retry, write)
+            return loc.make_store(options, retry)
 
         reader = build(False)
         same = loc.header_options(True) == loc.header_options(False)
@@ -836,6 +829,12 @@ class ObjectStoreStorage(SettingsMixin, Storage):
         except Exception as error:
             raise _translate(error, key, "head") from None
 
+    async def _head_or_missing(self, key: str) -> Mapping[str, Any]:
+        meta = await self._raw_head(key)
+        if meta is None:
+            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        return meta
+
     async def _get_range(self, key: str, byte_range: ByteRange) -> bytes:
         obstore = _obstore()
         request: Any
@@ -854,15 +853,9 @@ class ObjectStoreStorage(SettingsMixin, Storage):
                 result = await obstore.get_async(self._reader, key, options={"range": request})
                 return bytes(await result.bytes_async())
             except Exception as error:
-                translated = _translate(error, key, "get")
-                if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
-                    translated, StorageError
-                ):
-                    raise translated from None
+                _range_refusal(error, key)
                 # the server refused the range (past the end, empty object...): decide here
-        meta = await self._raw_head(key)
-        if meta is None:
-            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        meta = await self._head_or_missing(key)
         start, end = resolve_range(byte_range, int(meta["size"]))
         if start == end:
             return b""
@@ -896,16 +889,9 @@ class ObjectStoreStorage(SettingsMixin, Storage):
             result = await obstore.get_async(self._reader, key, options={"range": (0, part)})
             return bytes(await result.bytes_async()), result.meta
         except Exception as error:
-            translated = _translate(error, key, "get")
-            if isinstance(translated, (NotFoundError, TransientStorageError)) or not isinstance(
-                translated, StorageError
-            ):
-                raise translated from None
-            first_error = translated
+            first_error = _range_refusal(error, key)
         # ranged GETs fail on empty objects: look at the object instead
-        meta = await self._raw_head(key)
-        if meta is None:
-            raise NotFoundError(f"object not found: {key!r}", ErrorKind.OBJECT_NOT_FOUND)
+        meta = await self._head_or_missing(key)
         if int(meta["size"]) == 0:
             return b"", meta
         raise first_error

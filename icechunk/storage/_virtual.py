@@ -36,10 +36,10 @@ from typing import Any, Protocol
 from icechunk._errors import ErrorKind, StorageError
 from icechunk.config import ObjectStoreConfig, S3Options
 from icechunk.credentials import (
-    AzureCredentials,
+    AZURE_CREDENTIAL_TYPES,
+    GCS_CREDENTIAL_TYPES,
+    S3_CREDENTIAL_TYPES,
     Credentials,
-    GcsCredentials,
-    S3Credentials,
 )
 from icechunk.storage._retry import RetryPolicy, TransientStorageError, retrying
 
@@ -377,10 +377,20 @@ def _obstore_available() -> bool:
     return True
 
 
-def _s3_credentials(credential: Any) -> Any:
-    if isinstance(credential, Credentials.S3):
-        return credential.credentials
-    return credential  # None or a raw S3Credentials variant
+def _raw_credentials(
+    credential: Any,
+    wrapper: type[Credentials.S3 | Credentials.Gcs | Credentials.Azure],
+    accepted: tuple[type, ...],
+    family: str,
+) -> Any:
+    """The family's credential inside ``credential`` (wrapped or raw), or None."""
+    creds = credential.credentials if isinstance(credential, wrapper) else credential
+    if creds is not None and not isinstance(creds, accepted):
+        raise StorageError(
+            f"{family} container needs {family} credentials, got {type(credential).__name__}",
+            ErrorKind.STORAGE_CONFIG,
+        )
+    return creds
 
 
 def build_virtual_reader(
@@ -432,34 +442,20 @@ def build_virtual_reader(
     if isinstance(store, (ObjectStoreConfig.S3, ObjectStoreConfig.S3Compatible, ObjectStoreConfig.Tigris)):
         options: S3Options = store.options if not isinstance(store, ObjectStoreConfig.Tigris) else store.opts
         flavor = "tigris" if isinstance(store, ObjectStoreConfig.Tigris) else "s3"
-        creds = _s3_credentials(credential)
-        if creds is not None and not isinstance(
-            creds, (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable)
-        ):
-            raise StorageError(f"S3 container needs S3 credentials, got {type(credential).__name__}", ErrorKind.STORAGE_CONFIG)
+        creds = _raw_credentials(credential, Credentials.S3, S3_CREDENTIAL_TYPES, "S3")
         location = S3Location(prefix="", flavor=flavor, bucket=host, options=options, credentials=creds)
         client = location.make_store(
             _client_options(bool(location.options.allow_http), location.options.network_stream_timeout_seconds),
             {"max_retries": 0},
-            write=False,
         )
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Gcs):
-        creds = credential.credentials if isinstance(credential, Credentials.Gcs) else credential
-        if creds is not None and not isinstance(
-            creds, (GcsCredentials.FromEnv, GcsCredentials.Anonymous, GcsCredentials.Static, GcsCredentials.Refreshable)
-        ):
-            raise StorageError(f"GCS container needs GCS credentials, got {type(credential).__name__}", ErrorKind.STORAGE_CONFIG)
+        creds = _raw_credentials(credential, Credentials.Gcs, GCS_CREDENTIAL_TYPES, "GCS")
         gcs = GcsLocation(prefix="", bucket=host, credentials=creds, config=tuple(sorted((store.opts or {}).items())))
-        client = gcs.make_store(_client_options(False), {"max_retries": 0}, write=False)
+        client = gcs.make_store(_client_options(False), {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Azure):
-        creds = credential.credentials if isinstance(credential, Credentials.Azure) else credential
-        if creds is not None and not isinstance(
-            creds,
-            (AzureCredentials.FromEnv, AzureCredentials.Anonymous, AzureCredentials.Static, AzureCredentials.Refreshable),
-        ):
-            raise StorageError(f"Azure container needs Azure credentials, got {type(credential).__name__}", ErrorKind.STORAGE_CONFIG)
+        creds = _raw_credentials(credential, Credentials.Azure, AZURE_CREDENTIAL_TYPES, "Azure")
         opts = dict(store.opts or {})
         container, _, account_in_host = host.partition("@")
         account = opts.pop("account", None) or opts.pop("account_name", None) or account_in_host.split(".")[0]
@@ -470,7 +466,7 @@ def build_virtual_reader(
             )
         azure = AzureLocation(prefix="", account=account, container=container, credentials=creds,
                               config=tuple(sorted(opts.items())))
-        client = azure.make_store(_client_options(False), {"max_retries": 0}, write=False)
+        client = azure.make_store(_client_options(False), {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     if isinstance(store, ObjectStoreConfig.Http):
         http = HttpLocation(
@@ -483,6 +479,6 @@ def build_virtual_reader(
         options_http.update(http.client_defaults())
         if http.headers:
             options_http["default_headers"] = dict(http.headers)
-        client = http.make_store(options_http, {"max_retries": 0}, write=False)
+        client = http.make_store(options_http, {"max_retries": 0})
         return ObstoreReader(client, url_base, policy, fallback)
     raise StorageError(f"unsupported virtual chunk container store {store!r}", ErrorKind.STORAGE_CONFIG)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, final
 
 from icechunk.config import StorageSettings
 from icechunk.storage import Storage
@@ -13,6 +13,8 @@ from icechunk.storage._abc import ByteRange, ObjectInfo, PutMode, PutResult, Ver
 from icechunk.storage._retry import RetryPolicy, TransientStorageError, retrying
 
 __all__ = ["FlakyStorage", "LatencyStorage"]
+
+T = TypeVar("T")
 
 
 class _Wrapper(Storage):
@@ -186,18 +188,18 @@ class FlakyStorage(_Wrapper):
         if fail:
             raise TransientStorageError(f"injected transient failure of {operation}")
 
-    async def _retried(self, operation: str, call: Any) -> Any:
-        async def attempt(number: int) -> Any:
+    async def _retried(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        async def attempt(number: int) -> T:
             await self._before(operation)
             return await call()
 
         return await retrying(RetryPolicy.from_settings(self.settings.retries), attempt)
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
-        return await self._retried("get", lambda: self._inner.get(key, byte_range))  # type: ignore[no-any-return]
+        return await self._retried("get", lambda: self._inner.get(key, byte_range))
 
     async def get_with_version(self, key: str) -> tuple[bytes, VersionToken]:
-        return await self._retried("get", lambda: self._inner.get_with_version(key))  # type: ignore[no-any-return]
+        return await self._retried("get", lambda: self._inner.get_with_version(key))
 
     async def put(
         self,
@@ -208,17 +210,17 @@ class FlakyStorage(_Wrapper):
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> PutResult:
-        return await self._retried(  # type: ignore[no-any-return]
+        return await self._retried(
             "put",
             lambda: self._inner.put(key, data, mode, content_type=content_type, metadata=metadata),
         )
 
     async def head(self, key: str) -> ObjectInfo | None:
-        return await self._retried("head", lambda: self._inner.head(key))  # type: ignore[no-any-return]
+        return await self._retried("head", lambda: self._inner.head(key))
 
     async def delete_many(self, keys: Iterable[str], *, exact_count: bool = True) -> int:
         keys = list(keys)
-        return await self._retried(  # type: ignore[no-any-return]
+        return await self._retried(
             "delete", lambda: self._inner.delete_many(keys, exact_count=exact_count)
         )
 

@@ -19,6 +19,7 @@ from icechunk.format.repo_config import (
 )
 from icechunk.format.repo_info import decode_repo_info
 from icechunk.format.values import flex_dumps, flex_loads
+from tests.format.strategies import json_values, map_keys
 
 LOCAL_STORAGE = {
     "concurrency": {"max_concurrent_requests_for_object": 5, "ideal_concurrent_request_size": 4096},
@@ -206,18 +207,8 @@ def test_repeated_keys_are_written_once() -> None:
     assert raw.count(b"endpoint_url\x00") == 1
 
 
-_keys = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8
-)
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
-    max_leaves=20,
-)
+_keys = map_keys(8)
+_json = json_values(key_size=8, dict_size=5, max_leaves=20)
 
 
 def _map_keys(value: Any) -> list[str]:

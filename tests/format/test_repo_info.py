@@ -42,6 +42,7 @@ from icechunk.format.repo_info import (
     decode_repo_info,
     encode_repo_info,
 )
+from tests.format.strategies import json_values, map_keys
 
 S = SnapshotId.parse
 OVERWRITTEN = [  # oldest state first (a larger number is an older backup)
@@ -336,27 +337,8 @@ def test_append_update_does_not_mutate_input() -> None:
 
 _ids = st.binary(min_size=12, max_size=12).map(SnapshotId)
 _u64 = st.integers(0, 2**64 - 1)
-_names = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
-)
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.text(
-                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6
-            ),
-            inner,
-            max_size=4,
-        )
-    ),
-    max_leaves=12,
-)
+_names = map_keys(12)
+_json = json_values(key_size=6, dict_size=4, max_leaves=12)
 _metadata = st.dictionaries(_names, _json, max_size=4)
 _status = st.builds(
     RepoStatusRecord,

@@ -27,6 +27,7 @@ from icechunk.format.snapshot import (
     snapshot_flatbuffer,
 )
 from icechunk.format.transaction_log import decode_transaction_log
+from tests.format.strategies import json_values
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -430,17 +431,7 @@ _segment = st.text(
 _path = st.one_of(
     st.just("/"), st.lists(_segment, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
 )
-# FlexBuffers map keys are NUL-terminated, so nested keys cannot hold NUL (same in Rust)
-_key = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6)
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_key, inner, max_size=4),
-    max_leaves=12,
-)
+_json = json_values(key_size=6, dict_size=4, max_leaves=12)
 
 
 @st.composite
