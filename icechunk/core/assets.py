@@ -148,6 +148,10 @@ async def read_manifest(storage: Storage, mid: ManifestId) -> Manifest:
     return await _maybe_off_loop(len(data), decode_manifest, data, key)
 
 
+def _log_weight(log: TransactionLog) -> int:
+    return 1 + sum(len(c) for c in log.updated_chunks.values())
+
+
 class AssetManager:
     """Typed access to the objects of one repository.
 
@@ -181,7 +185,8 @@ class AssetManager:
         self.location_compression = location_compression or LocationCompression()
         self._snapshots: _LRU[SnapshotIndex] = _LRU(max(num_snapshot_nodes, 1))
         self._manifests: _LRU[Manifest] = _LRU(max(num_chunk_refs, 1))
-        self._tx_logs: _LRU[TransactionLog] = _LRU(1_000_000)
+        # weighted by changed chunks, so a few huge logs cannot pin memory
+        self._tx_logs: _LRU[TransactionLog] = _LRU(4_000_000)
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._inflight_lock = threading.Lock()
 
@@ -273,7 +278,7 @@ class AssetManager:
         key = keys.transaction_log(sid)
         data = await self.storage.get(key)
         log = await _maybe_off_loop(len(data), decode_transaction_log, data, key)
-        self._tx_logs.put(sid, log, 1)
+        self._tx_logs.put(sid, log, _log_weight(log))
         return log
 
     async def write_transaction_log(self, log: TransactionLog) -> None:
@@ -286,7 +291,7 @@ class AssetManager:
             compression_level=self.compression_level,
         )
         await self._put_new(keys.transaction_log(log.id), data)
-        self._tx_logs.put(log.id, log, 1)
+        self._tx_logs.put(log.id, log, _log_weight(log))
 
     # ---- chunks -----------------------------------------------------------------------------
 

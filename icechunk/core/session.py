@@ -355,8 +355,21 @@ class SessionEngine:
         return None
 
     async def read_chunk(self, ref: ChunkRef, byte_range: ByteRange | None = None) -> bytes:
-        """The bytes of a chunk (or a byte range of it, relative to the chunk)."""
+        """The bytes of a chunk (or a byte range of it, relative to the chunk).
+
+        Raises
+        ------
+        InvalidInputError
+            (kind ``invalid-byte-range``) for a range starting past the chunk's end, whatever
+            the chunk kind; a range ending past it is truncated.
+        """
         kind = int(ref.kind)
+        length = len(ref.inline or b"") if kind == RefKind.INLINE else int(ref.length)
+        if chunk_bounds(length, byte_range)[0] > length:
+            raise InvalidInputError(
+                f"byte range {byte_range!r} starts past the end of a {length}-byte chunk",
+                ErrorKind.INVALID_BYTE_RANGE,
+            )
         if kind == RefKind.INLINE:
             return slice_range(ref.inline or b"", byte_range)
         if kind == RefKind.NATIVE:

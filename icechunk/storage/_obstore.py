@@ -366,6 +366,7 @@ class S3Location(_Location):
         return out
 
     def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
+        _obstore()  # a clear StorageError when the optional dependency is missing
         from obstore.store import S3Store
 
         opts = self.options
@@ -460,6 +461,7 @@ class GcsLocation(_Location):
         return self.write_headers if write else self.read_headers
 
     def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
+        _obstore()  # a clear StorageError when the optional dependency is missing
         from obstore.store import GCSStore
 
         config: dict[str, Any] = dict(self.config)
@@ -526,6 +528,7 @@ class AzureLocation(_Location):
         return hash(("azure", self.account, self.container, self.prefix))
 
     def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
+        _obstore()  # a clear StorageError when the optional dependency is missing
         from obstore.store import AzureStore
 
         config: dict[str, Any] = dict(self.config)
@@ -602,6 +605,7 @@ class HttpLocation(_Location):
         return out
 
     def make_store(self, client_options: dict[str, Any], retry_config: dict[str, Any]) -> Any:
+        _obstore()  # a clear StorageError when the optional dependency is missing
         from obstore.store import HTTPStore
 
         return _construct(
