@@ -86,3 +86,24 @@ def run_reference(version: str, script: str, *args: str, timeout: float = 300) -
     if proc.returncode != 0:
         raise AssertionError(f"reference icechunk {version} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_ours(script: str, *args: str, timeout: float = 300) -> Any:
+    """Run ``script`` with this package (our worktree first on the path), like :func:`run_reference`.
+
+    Running our side in a subprocess too keeps both implementations under identical conditions
+    (fresh interpreter, same script text).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd="/",
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"this package failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
