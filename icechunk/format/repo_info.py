@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import flatbuffers
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
+from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format._flatbuf import (
     Table,
     create_byte_vector,
@@ -391,7 +392,7 @@ def _snapshot_table(
     return int(builder.EndObject())
 
 
-def _build(info: RepoInfo) -> bytes:
+def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
     if "main" not in info.branches:
         raise _serialization_error("the branch 'main' is missing")
     ordered = sorted(info.snapshots.values(), key=lambda e: bytes(e.id))
@@ -399,7 +400,7 @@ def _build(info: RepoInfo) -> bytes:
     for key, entry in info.snapshots.items():
         if bytes(key) != bytes(entry.id):
             raise _serialization_error(f"snapshot {entry.id} is listed under the key {key}")
-    builder = flatbuffers.Builder(4096)
+    builder = builder_class(4096)
     tags = _refs_vector(builder, info.tags, index, "tag")
     branches = _refs_vector(builder, info.branches, index, "branch")
     deleted = _offsets_vector(

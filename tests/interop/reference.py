@@ -40,35 +40,56 @@ def find_python(minor: str) -> str | None:
     return None
 
 
-def reference_python(version: str) -> Path:
-    """The interpreter of a virtualenv holding ``icechunk==version`` (created once, cached).
+class ReferenceUnavailable(Exception):
+    """The reference cannot run here (no suitable Python, or no package index)."""
 
-    Skips the calling test when no suitable Python exists or the package index is unreachable.
+
+def ensure_reference(version: str, extra: tuple[str, ...] = (), flavour: str = "") -> Path:
+    """The interpreter of a cached virtualenv holding ``icechunk==version`` (+ ``extra`` packages).
+
+    ``flavour`` names a separate venv (``<version>-<flavour>``) so that heavier installs (the
+    benchmarks' xarray/dask) never disturb the one the tests share.
+
+    Raises
+    ------
+    ReferenceUnavailable
+        When no suitable Python exists or the package index is unreachable.
     """
     minor = PYTHON_FOR[version]
-    venv = CACHE / version
+    name = f"{version}-{flavour}" if flavour else version
+    venv = CACHE / name
     python = venv / "bin" / "python"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{version}.lock", "w") as lock:
+    with open(CACHE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if python.exists() and (venv / "ok").exists():
             return python
         base = find_python(minor)
         if base is None:
-            pytest.skip(f"icechunk {version} needs Python {minor}, which is not installed here")
+            raise ReferenceUnavailable(f"icechunk {version} needs Python {minor}, which is not installed here")
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy"],
+            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy", *extra],
             capture_output=True,
             text=True,
             timeout=900,
         )
         if install.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
-            pytest.skip(f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}")
+            raise ReferenceUnavailable(
+                f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}"
+            )
         (venv / "ok").write_text("ok")
     return python
+
+
+def reference_python(version: str) -> Path:
+    """:func:`ensure_reference` for tests: skips the calling test when the reference cannot run."""
+    try:
+        return ensure_reference(version)
+    except ReferenceUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def run_reference(version: str, script: str, *args: str, timeout: float = 300) -> Any:
