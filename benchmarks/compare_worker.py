@@ -278,7 +278,7 @@ def xarray_workload(t: Target, p: dict[str, Any], r: Result) -> None:
             ds.to_zarr(t.session.store, zarr_format=3, consolidated=False)
         t.commit("xarray")
 
-    r.timed("to_icechunk+commit" if t.versioned else "to_zarr", write)
+    r.timed("write+commit", write)
 
     def read() -> Any:
         return xr.open_zarr(t.read_store(), consolidated=False, zarr_format=3).load()
@@ -292,6 +292,7 @@ def _contended_child(path: str, proc: int, n: int, barrier: Any, queue: Any) -> 
 
     repo = ic.Repository.open(ic.local_filesystem_storage(path))
     barrier.wait()
+    c0 = _cpu()
     ok, errors = [], []
     for i in range(n):
         try:
@@ -300,7 +301,7 @@ def _contended_child(path: str, proc: int, n: int, barrier: Any, queue: Any) -> 
             ok.append(s.commit(f"p{proc}-{i}", rebase_with=ic.ConflictDetector(), rebase_tries=1000))
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-    queue.put({"proc": proc, "ok": ok, "errors": errors})
+    queue.put({"proc": proc, "ok": ok, "errors": errors, "cpu": _cpu() - c0})
 
 
 def contended(t: Target, p: dict[str, Any], r: Result) -> None:
@@ -321,6 +322,7 @@ def contended(t: Target, p: dict[str, Any], r: Result) -> None:
     out = r.timed(f"{procs}x{n} commits", lambda: [queue.get(timeout=600) for _ in children])
     for c in children:
         c.join()
+    r.cpu[f"{procs}x{n} commits"] += sum(o["cpu"] for o in out)
     reported = {sid for o in out for sid in o["ok"]}
     history = {s.id for s in t.open().ancestry(branch="main")}
     arr = zarr.open_array(t.read_store(), path="x", mode="r")[:]
@@ -341,17 +343,18 @@ def _warm() -> None:
     import icechunk  # noqa: F401
 
 
-def _fork_child(target: Any, proc: int, nchunks: int) -> Any:
+def _fork_child(target: Any, proc: int, nchunks: int) -> tuple[Any, float]:
     """Write this process's region into a fork (or straight into a LocalStore path)."""
+    c0 = _cpu()
     data = np.random.default_rng(proc).random(nchunks * BULK_CHUNK)
     region = slice(proc * data.size, (proc + 1) * data.size)
     if isinstance(target, str):
         from zarr.storage import LocalStore
 
         zarr.open_array(LocalStore(target), path="x", mode="a")[region] = data
-        return None
+        return None, _cpu() - c0
     zarr.open_array(target.store, path="x", mode="a")[region] = data
-    return target
+    return target, _cpu() - c0
 
 
 def forkmerge(t: Target, p: dict[str, Any], r: Result) -> None:
@@ -368,18 +371,21 @@ def forkmerge(t: Target, p: dict[str, Any], r: Result) -> None:
     with ProcessPoolExecutor(procs, mp_context=ctx, initializer=None if not t.versioned else _warm) as pool:
         list(pool.map(time.sleep, [0.3] * procs))  # all workers up before the clock starts
 
-        def run() -> None:
+        def run() -> float:
             if not t.versioned:
-                list(pool.map(_fork_child, [t.path] * procs, range(procs), [nchunks] * procs))
-                return
+                done = list(pool.map(_fork_child, [t.path] * procs, range(procs), [nchunks] * procs))
+                return sum(c for _, c in done)
             assert isinstance(t, Ice)
             session = t.repo.writable_session("main")
             forks = [session.fork() for _ in range(procs)]
             done = list(pool.map(_fork_child, forks, range(procs), [nchunks] * procs))
-            session.merge(*done)
+            session.merge(*(f for f, _ in done))
             session.commit("forked writes")
+            return sum(c for _, c in done)
 
-        r.timed(f"{procs} procs fork/write/merge/commit", run)
+        name = f"{procs} procs write+merge+commit"
+        child_cpu = r.timed(name, run)
+        r.cpu[name] += child_cpu
     got = zarr.open_array(t.read_store(), path="x", mode="r")[:]
     assert np.array_equal(got[: nchunks * BULK_CHUNK], np.random.default_rng(0).random(nchunks * BULK_CHUNK))
 
