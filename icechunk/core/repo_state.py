@@ -185,6 +185,10 @@ class RepoInfoRefs(RepoState):
         # the last repo object seen (bytes, decoded): an unchanged object is not decoded again
         self._decoded: tuple[bytes, RepoInfo] | None = None
 
+    def prime(self, data: bytes, info: RepoInfo) -> None:
+        """Seed the decode cache with a repo object just read (saves decoding it again)."""
+        self._decoded = (bytes(data), info)
+
     async def info(self, *, refresh: bool = True) -> RepoInfo:
         """The repo info (re-read from storage unless ``refresh`` is False and one is cached)."""
         if refresh or self._info is None:

@@ -21,7 +21,18 @@ from typing import Any
 import flatbuffers
 from flatbuffers.builder import IsNestedError, IsNotNestedError, OffsetArithmeticError
 
-__all__ = ["FastBuilder"]
+__all__ = [
+    "BOOL", "EMPTY_VECTOR", "I32", "OFFSET", "STRING", "STRUCT", "U8", "U16", "U32", "U64", "FastBuilder", "add_offsets_vector",
+    "add_table",
+]
+
+# field kinds of :func:`add_table` (scalars are skipped when 0/False, the schema default)
+U8, BOOL, U16, U32, I32, U64 = 1, 2, 3, 4, 5, 6
+OFFSET = 7  # a uoffset to an object made earlier (0 = absent)
+STRUCT = 8  # raw bytes of an inline struct with 1-byte alignment (ids)
+# made just before the table, in field order, then referenced like OFFSET:
+STRING = 9  # a string, given as UTF-8 bytes (None = absent)
+EMPTY_VECTOR = 10  # an empty vector (of anything 4-byte aligned); the value is ignored
 
 _PACK_U8 = struct.Struct("<B").pack_into
 _PACK_BOOL = struct.Struct("<?").pack_into
@@ -31,6 +42,59 @@ _PACK_U32 = struct.Struct("<I").pack_into
 _PACK_I32 = struct.Struct("<i").pack_into
 _PACK_U64 = struct.Struct("<Q").pack_into
 _PACK_I64 = struct.Struct("<q").pack_into
+
+
+_SCALAR_KINDS: dict[int, tuple[int, Any]] = {
+    U8: (1, _PACK_U8), BOOL: (1, _PACK_BOOL), U16: (2, _PACK_U16), U32: (4, _PACK_U32),
+    I32: (4, _PACK_I32), U64: (8, _PACK_U64),
+}
+_STOCK_SLOT = {
+    U8: "PrependUint8Slot", BOOL: "PrependBoolSlot", U16: "PrependUint16Slot",
+    U32: "PrependUint32Slot", I32: "PrependInt32Slot", U64: "PrependUint64Slot",
+}
+
+
+def add_table(builder: flatbuffers.Builder, nfields: int, fields: list[tuple[int, int, Any]]) -> int:
+    """Write a whole table: ``fields`` are ``(kind, slot, value)`` in prepend order.
+
+    Same bytes as creating the STRING / EMPTY_VECTOR fields' objects first (in field order),
+    then ``StartObject(nfields)``, the matching ``Prepend*Slot`` call per field (the default
+    being 0 / False / no offset) and ``EndObject()``; one call on a :class:`FastBuilder`.
+    """
+    if isinstance(builder, FastBuilder):
+        return builder.table(nfields, fields)
+    made = {}
+    for i, (kind, _, value) in enumerate(fields):
+        if kind == STRING and value is not None:
+            made[i] = builder.CreateString(value)
+        elif kind == EMPTY_VECTOR:
+            builder.StartVector(4, 0, 4)
+            made[i] = builder.EndVector()
+    builder.StartObject(nfields)
+    for i, (kind, slot, value) in enumerate(fields):
+        if kind in (STRING, EMPTY_VECTOR):
+            if i in made:
+                builder.PrependUOffsetTRelativeSlot(slot, made[i], 0)
+        elif kind == OFFSET:
+            builder.PrependUOffsetTRelativeSlot(slot, value, 0)
+        elif kind == STRUCT:
+            builder.Prep(1, len(value))
+            builder.head = builder.head - len(value)
+            builder.Bytes[builder.head : builder.head + len(value)] = value
+            builder.Slot(slot)
+        else:
+            getattr(builder, _STOCK_SLOT[kind])(slot, value, False if kind == BOOL else 0)
+    return int(builder.EndObject())
+
+
+def add_offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
+    """A vector of uoffsets (``StartVector(4, n, 4)``, one ``PrependUOffsetTRelative`` each)."""
+    if isinstance(builder, FastBuilder):
+        return builder.offsets_vector(offsets)
+    builder.StartVector(4, len(offsets), 4)
+    for off in reversed(offsets):
+        builder.PrependUOffsetTRelative(off)
+    return int(builder.EndVector())
 
 
 class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
@@ -254,3 +318,105 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
 
     def PrependInt64(self, x: int) -> None:
         self._scalar(8, _PACK_I64, x)
+
+    # ---- whole objects in one call (see add_table / add_offsets_vector) -------------------
+
+    def offsets_vector(self, offsets: list[int]) -> int:
+        if self.nested:
+            raise IsNestedError()
+        n = len(offsets)
+        self.Prep(4, 4 * n)
+        buf, size, head = self.Bytes, len(self.Bytes), self.head
+        for x in reversed(offsets):
+            off = size - head + 4
+            if not x <= off - 4:
+                raise OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
+            head -= 4
+            _PACK_U32(buf, head, off - x)
+        head -= 4
+        _PACK_U32(buf, head, n)
+        self.head = head
+        return size - head
+
+    def table(self, nfields: int, fields: list[tuple[int, int, Any]]) -> int:
+        if self.nested:
+            raise IsNestedError()
+        need = 2 * nfields + 16
+        pre = False
+        for kind, _, value in fields:
+            if kind >= STRING:
+                pre = True
+                need += 24 + (len(value) if value is not None else 0)
+            else:
+                need += len(value) if kind == STRUCT else 16
+        if self.head < need:
+            self._grow(need)
+        buf, size, head = self.Bytes, len(self.Bytes), self.head
+        minalign = self.minalign
+        if pre:  # strings and empty vectors first, then the table refers to them
+            resolved = []
+            for kind, slot, value in fields:
+                if kind == STRING:
+                    if value is None:
+                        continue
+                    n = len(value)
+                    head -= ((head - size - n - 1) & 3) + 1 + n  # NUL: a never-written zero
+                    buf[head : head + n] = value
+                    head -= 4
+                    _PACK_U32(buf, head, n)
+                    kind, value = OFFSET, size - head
+                elif kind == EMPTY_VECTOR:
+                    head -= ((head - size) & 3) + 4
+                    _PACK_U32(buf, head, 0)
+                    kind, value = OFFSET, size - head
+                resolved.append((kind, slot, value))
+            fields = resolved
+            if minalign < 4:
+                minalign = 4
+        vt = [0] * nfields
+        object_end = size - head
+        for kind, slot, value in fields:
+            if kind == OFFSET:
+                if not value:
+                    continue
+                head -= (head - size) & 3
+                off = size - head
+                if not value <= off:
+                    raise OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
+                head -= 4
+                _PACK_U32(buf, head, off + 4 - value)
+                if minalign < 4:
+                    minalign = 4
+            elif kind == STRUCT:
+                head -= len(value)
+                buf[head : head + len(value)] = value
+            else:
+                if not value:
+                    continue
+                width, pack = _SCALAR_KINDS[kind]
+                head -= ((head - size) & (width - 1)) + width
+                pack(buf, head, value)
+                if minalign < width:
+                    minalign = width
+            vt[slot] = size - head
+        # the vtable offset placeholder, then the vtable itself (or a shared one)
+        head -= ((head - size) & 3) + 4
+        if minalign < 4:
+            minalign = 4
+        object_offset = size - head
+        used = nfields
+        while used and vt[used - 1] == 0:
+            used -= 1
+        rel = [object_offset - f if f else 0 for f in vt[:used]]
+        object_size = object_offset - object_end
+        key = (*reversed(rel), object_size)
+        existing = self.vtables.get(key)
+        if existing is None:
+            vt_bytes = (used + 2) * 2
+            head -= vt_bytes  # even-sized and 4-aligned here: no padding
+            struct.pack_into(f"<{used + 2}H", buf, head, vt_bytes, object_size, *rel)
+            existing = self.vtables[key] = size - head
+        _PACK_I32(buf, size - object_offset, existing - object_offset)
+        self.head = head
+        self.minalign = minalign
+        return object_offset

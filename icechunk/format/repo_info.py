@@ -17,14 +17,27 @@ from typing import Any, TypeVar
 import flatbuffers
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
-from icechunk.format._fastbuilder import FastBuilder
+from icechunk.format._fastbuilder import (
+    BOOL,
+    EMPTY_VECTOR,
+    OFFSET,
+    STRING,
+    STRUCT,
+    U8,
+    U16,
+    U32,
+    U64,
+    FastBuilder,
+    add_offsets_vector,
+    add_table,
+)
+from icechunk.format._fastbuilder import I32 as _I32
 from icechunk.format._flatbuf import (
     Table,
     create_byte_vector,
     create_struct_vector,
     decoding,
     finish,
-    prepend_struct_slot,
     root_table,
 )
 from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
@@ -264,10 +277,7 @@ def _serialization_error(message: str) -> FormatError:
 
 
 def _offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
-    builder.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-        builder.PrependUOffsetTRelative(off)
-    return int(builder.EndVector())
+    return add_offsets_vector(builder, offsets)
 
 
 def _u16_vector(builder: flatbuffers.Builder, values: tuple[int, ...]) -> int:
@@ -282,10 +292,7 @@ def _metadata_vector(builder: flatbuffers.Builder, metadata: dict[str, Any]) -> 
     for key in sorted(metadata, key=lambda k: k.encode("utf-8")):
         name = builder.CreateSharedString(key)
         value = create_byte_vector(builder, flex_dumps(metadata[key]))
-        builder.StartObject(2)
-        builder.PrependUOffsetTRelativeSlot(1, value, 0)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-        items.append(builder.EndObject())
+        items.append(add_table(builder, 2, [(OFFSET, 1, value), (OFFSET, 0, name)]))
     return _offsets_vector(builder, items)
 
 
@@ -299,79 +306,60 @@ def _refs_vector(
             raise _serialization_error(
                 f"{what} {ref_name!r} points to snapshot {refs[ref_name]}, which is not listed"
             )
-        name = builder.CreateString(ref_name)
-        builder.StartObject(2)
-        builder.PrependUint32Slot(1, target, 0)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-        tables.append(builder.EndObject())
+        tables.append(add_table(builder, 2, [(U32, 1, target), (STRING, 0, ref_name.encode())]))
     return _offsets_vector(builder, tables)
 
 
 def _status_table(builder: flatbuffers.Builder, status: RepoStatusRecord) -> int:
-    reason = builder.CreateString(status.reason) if status.reason is not None else None
-    builder.StartObject(3)
-    builder.PrependUint64Slot(1, status.set_at, 0)
-    if reason is not None:
-        builder.PrependUOffsetTRelativeSlot(2, reason, 0)
-    builder.PrependUint8Slot(0, int(status.availability), 0)
-    return int(builder.EndObject())
+    reason = status.reason.encode() if status.reason is not None else None
+    return add_table(
+        builder, 3, [(U64, 1, status.set_at), (STRING, 2, reason), (U8, 0, int(status.availability))]
+    )
 
 
 def _update_member(builder: flatbuffers.Builder, kind: UpdateKind) -> int:
     """The union member table of one ops-log entry (strings and nested tables first)."""
+    fields: list[tuple[int, int, Any]]
     if isinstance(kind, (RepoInitialized, ConfigChanged, MetadataChanged, GCRan, ExpirationRan)):
-        builder.StartObject(0)
-    elif isinstance(kind, RepoMigrated):
-        builder.StartObject(2)
-        builder.PrependUint8Slot(1, kind.to_version, 0)
-        builder.PrependUint8Slot(0, kind.from_version, 0)
-    elif isinstance(kind, (TagCreated, BranchCreated)):
-        name = builder.CreateString(kind.name)
-        builder.StartObject(1)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-    elif isinstance(kind, (TagDeleted, BranchDeleted, BranchReset)):
-        name = builder.CreateString(kind.name)
-        builder.StartObject(2)
-        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-    elif isinstance(kind, NewCommit):
-        branch = builder.CreateString(kind.branch)
-        builder.StartObject(2)
-        prepend_struct_slot(builder, 1, bytes(kind.new_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
-    elif isinstance(kind, CommitAmended):
-        branch = builder.CreateString(kind.branch)
-        builder.StartObject(3)
-        prepend_struct_slot(builder, 2, bytes(kind.new_snap_id))
-        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
-    elif isinstance(kind, NewDetachedSnapshot):
-        builder.StartObject(1)
-        prepend_struct_slot(builder, 0, bytes(kind.new_snap_id))
-    elif isinstance(kind, FeatureFlagChanged):
-        builder.StartObject(3)
-        builder.PrependUint16Slot(0, kind.id, 0)
-        builder.PrependBoolSlot(2, kind.is_set, False)
-        builder.PrependBoolSlot(1, kind.new_value, False)
-    elif isinstance(kind, RepoStatusChanged):
+        return add_table(builder, 0, [])
+    if isinstance(kind, RepoMigrated):
+        return add_table(builder, 2, [(U8, 1, kind.to_version), (U8, 0, kind.from_version)])
+    if isinstance(kind, NewCommit):  # the common one first
+        fields = [(STRUCT, 1, _id12(kind.new_snap_id)), (STRING, 0, kind.branch.encode())]
+        return add_table(builder, 2, fields)
+    if isinstance(kind, (TagCreated, BranchCreated)):
+        return add_table(builder, 1, [(STRING, 0, kind.name.encode())])
+    if isinstance(kind, (TagDeleted, BranchDeleted, BranchReset)):
+        fields = [(STRUCT, 1, _id12(kind.previous_snap_id)), (STRING, 0, kind.name.encode())]
+        return add_table(builder, 2, fields)
+    if isinstance(kind, CommitAmended):
+        fields = [
+            (STRUCT, 2, _id12(kind.new_snap_id)),
+            (STRUCT, 1, _id12(kind.previous_snap_id)),
+            (STRING, 0, kind.branch.encode()),
+        ]
+        return add_table(builder, 3, fields)
+    if isinstance(kind, NewDetachedSnapshot):
+        return add_table(builder, 1, [(STRUCT, 0, _id12(kind.new_snap_id))])
+    if isinstance(kind, FeatureFlagChanged):
+        fields = [(U16, 0, kind.id), (BOOL, 2, kind.is_set), (BOOL, 1, kind.new_value)]
+        return add_table(builder, 3, fields)
+    if isinstance(kind, RepoStatusChanged):
         status = _status_table(builder, kind.status)
-        builder.StartObject(1)
-        builder.PrependUOffsetTRelativeSlot(0, status, 0)
-    else:
-        raise _serialization_error(f"unknown ops-log entry {kind!r}")
-    return int(builder.EndObject())
+        return add_table(builder, 1, [(OFFSET, 0, status)])
+    raise _serialization_error(f"unknown ops-log entry {kind!r}")
+
+
+def _id12(sid: SnapshotId) -> bytes:
+    raw = bytes(sid)
+    if len(raw) != 12:
+        raise _serialization_error(f"a snapshot id must have 12 bytes, not {len(raw)}")
+    return raw
 
 
 def _snapshot_table(
     builder: flatbuffers.Builder, entry: SnapshotEntry, index: dict[bytes, int]
 ) -> int:
-    metadata = _metadata_vector(builder, entry.metadata)
-    pruned = None
-    if entry.pruned_ancestor_tx_logs:  # never written empty (FORMAT.md §3.7)
-        pruned = create_struct_vector(
-            builder, [bytes(s) for s in entry.pruned_ancestor_tx_logs], 12, 1
-        )
-    message = builder.CreateString(entry.message)
     if entry.parent_id is None:
         parent = -1
     else:
@@ -381,15 +369,32 @@ def _snapshot_table(
                 f"the parent {entry.parent_id} of snapshot {entry.id} is not listed"
             )
         parent = found
-    builder.StartObject(6)
-    builder.PrependUint64Slot(2, entry.flushed_at, 0)
-    if pruned is not None:
-        builder.PrependUOffsetTRelativeSlot(5, pruned, 0)
-    builder.PrependUOffsetTRelativeSlot(4, metadata, 0)
-    builder.PrependUOffsetTRelativeSlot(3, message, 0)
-    builder.PrependInt32Slot(1, parent, 0)
-    prepend_struct_slot(builder, 0, bytes(entry.id))
-    return int(builder.EndObject())
+    message = entry.message.encode()
+    if not entry.metadata and not entry.pruned_ancestor_tx_logs:
+        # the common entry, in one call: empty metadata vector, message, table
+        fields = [
+            (U64, 2, entry.flushed_at),
+            (EMPTY_VECTOR, 4, None),
+            (STRING, 3, message),
+            (_I32, 1, parent),
+            (STRUCT, 0, _id12(entry.id)),
+        ]
+        return add_table(builder, 6, fields)
+    metadata = _metadata_vector(builder, entry.metadata)
+    pruned = 0
+    if entry.pruned_ancestor_tx_logs:  # never written empty (FORMAT.md §3.7)
+        pruned = create_struct_vector(
+            builder, [bytes(s) for s in entry.pruned_ancestor_tx_logs], 12, 1
+        )
+    fields = [
+        (U64, 2, entry.flushed_at),
+        (OFFSET, 5, pruned),
+        (OFFSET, 4, metadata),
+        (STRING, 3, message),
+        (_I32, 1, parent),
+        (STRUCT, 0, _id12(entry.id)),
+    ]
+    return add_table(builder, 6, fields)
 
 
 def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
@@ -426,16 +431,14 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
     updates = []
     for update in info.latest_updates:
         member = _update_member(builder, update.kind)
-        backup = (
-            builder.CreateString(update.backup_path) if update.backup_path is not None else None
-        )
-        builder.StartObject(4)
-        builder.PrependUint64Slot(2, update.updated_at, 0)
-        if backup is not None:
-            builder.PrependUOffsetTRelativeSlot(3, backup, 0)
-        builder.PrependUOffsetTRelativeSlot(1, member, 0)
-        builder.PrependUint8Slot(0, _UPDATE_TYPES[type(update.kind)], 0)
-        updates.append(builder.EndObject())
+        backup = update.backup_path.encode() if update.backup_path is not None else None
+        fields = [
+            (U64, 2, update.updated_at),
+            (STRING, 3, backup),
+            (OFFSET, 1, member),
+            (U8, 0, _UPDATE_TYPES[type(update.kind)]),
+        ]
+        updates.append(add_table(builder, 4, fields))
     updates_vec = _offsets_vector(builder, updates)
     before = (
         builder.CreateString(info.repo_before_updates)

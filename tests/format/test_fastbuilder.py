@@ -14,6 +14,7 @@ import flatbuffers
 from hypothesis import given
 from hypothesis import strategies as st
 
+from icechunk.format import _fastbuilder as fb
 from icechunk.format import _flatbuf
 from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format.repo_info import RepoInfo, _build
@@ -37,7 +38,25 @@ _field = st.one_of(
     st.tuples(st.just("struct8"), st.binary(min_size=16, max_size=16)),
 )
 
+_TABLE_KINDS = {
+    fb.U8: st.integers(0, 255),
+    fb.BOOL: st.booleans(),
+    fb.U16: st.integers(0, 2**16 - 1),
+    fb.U32: st.integers(0, 2**32 - 1),
+    fb.I32: st.integers(-(2**31), 2**31 - 1),
+    fb.U64: st.integers(0, 2**64 - 1),
+    fb.OFFSET: st.integers(0, 1000),
+    fb.STRUCT: st.binary(min_size=12, max_size=12),
+    fb.STRING: st.none() | st.binary(max_size=20),
+    fb.EMPTY_VECTOR: st.none(),
+}
+_table_field = st.one_of(
+    *(st.tuples(st.just(k), v | st.just(0) if k < fb.STRUCT else v) for k, v in _TABLE_KINDS.items())
+)
+
 _op = st.one_of(
+    st.tuples(st.just("add_table"), st.integers(0, 8), st.lists(st.tuples(st.integers(0, 7), _table_field), max_size=8)),
+    st.tuples(st.just("add_offsets"), st.lists(st.integers(0, 1000), max_size=6)),
     st.tuples(st.just("string"), st.text(max_size=30)),
     st.tuples(st.just("shared"), st.sampled_from(["a", "bb", "name", "ccc"])),
     st.tuples(st.just("bytes"), st.binary(max_size=40)),
@@ -73,6 +92,18 @@ def _run(builder: flatbuffers.Builder, program: list[tuple[Any, ...]]) -> bytes:
             made.append(builder.EndVector())
         elif kind == "structs":
             made.append(_flatbuf.create_struct_vector(builder, op[1], 12, 1))
+        elif kind == "add_offsets":
+            made.append(fb.add_offsets_vector(builder, [ref(i) for i in op[1]] if made else []))
+        elif kind == "add_table":
+            _, nfields, raw = op
+            fields, used = [], set()
+            for slot, (ftype, value) in raw:
+                if slot < nfields and slot not in used:
+                    used.add(slot)
+                    if ftype == fb.OFFSET:
+                        value = ref(value) if made else 0
+                    fields.append((ftype, slot, value))
+            made.append(fb.add_table(builder, nfields, fields))
         elif kind == "offsets":
             refs = [ref(i) for i in op[1]] if made else []
             builder.StartVector(4, len(refs), 4)
