@@ -99,10 +99,14 @@ def find_reference() -> tuple[str | None, str | None, str]:
     return None, None, "; ".join(reasons)
 
 
-def implementations(ref_python: str | None, ref_version: str | None) -> list[Impl]:
+def implementations(ref_python: str | None, ref_version: str | None, baseline: str | None) -> list[Impl]:
     ours_env = _clean_env()
     ours_env["PYTHONPATH"] = str(ROOT)
     impls = [Impl("ours", "this package", sys.executable, ours_env, "icechunk")]
+    if baseline:  # another checkout of this package (e.g. before an optimization)
+        base_env = _clean_env()
+        base_env["PYTHONPATH"] = str(Path(baseline).resolve())
+        impls.append(Impl("base", "baseline", sys.executable, base_env, "icechunk"))
     if ref_python:
         impls.append(Impl("ref", f"icechunk {ref_version}", ref_python, _clean_env(), "icechunk"))
     impls.append(Impl("zarr", "zarr LocalStore", sys.executable, _clean_env(), "zarr"))
@@ -164,11 +168,15 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
     )
     if meta.get("ref_missing"):
         out.append(f"reference not run: {meta['ref_missing']}")
-    head = f"{'workload':10s} {'phase':28s} {'ours':>9s} {ref_label:>15s} {'zarr':>9s} {'ours/ref':>9s} {'ours/zarr':>9s}  {'CPU ours/ref':>12s}"
+    base = "base" in have
+    head = (
+        f"{'workload':10s} {'phase':28s} {'ours':>9s} {ref_label:>15s} {'zarr':>9s} {'ours/ref':>9s} "
+        f"{'ours/zarr':>9s}  {'CPU ours/ref':>12s}" + (f"  {'baseline':>9s} {'ours/base':>9s}" if base else "")
+    )
     out.append(head)
     out.append("-" * len(head))
     for wl in WORKLOADS:
-        runs = {k: results.get((wl.name, k)) for k in ("ours", "ref", "zarr")}
+        runs = {k: results.get((wl.name, k)) for k in ("ours", "ref", "zarr", "base")}
         phases = list(dict.fromkeys(p for r in runs.values() if r for p in r.phases))
         for phase in phases:
             med = {k: _median(r.phases.get(phase, [])) if r else None for k, r in runs.items()}
@@ -179,15 +187,21 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
                 f"{_fmt_s(med['zarr']) if 'zarr' in have and wl.zarr else '-':>9s} "
                 f"{_ratio(med['ours'], med['ref'], 1.0):>9s} {zr if wl.zarr else '  -  ':>9s}  "
                 f"{_ratio(cpu['ours'], cpu['ref'], float('inf')).rstrip():>12s}"
+                + (
+                    f"  {_fmt_s(med['base']):>9s} {_ratio(med['ours'], med['base'], float('inf')).rstrip():>9s}"
+                    if base
+                    else ""
+                )
             )
     out.append("")
-    for key, label in (("ours", "this package"), ("ref", ref_label)):
+    labels = (("ours", "this package"), ("ref", ref_label), ("base", "baseline"))
+    for key, label in labels:
         v = results.get(("virtual", key))
         if v and v.extra:
             peak = _median([e["peak_rss_mb"] for e in v.extra if "peak_rss_mb" in e])
             before = _median([e["rss_before_mb"] for e in v.extra if "rss_before_mb" in e])
             out.append(f"peak RSS, virtual set+commit, {label}: {peak:.0f} MB (RSS {before:.0f} MB before the timed phase)")
-    for key, label in (("ours", "this package"), ("ref", ref_label)):
+    for key, label in labels:
         c = results.get(("contended", key))
         if c and c.extra:
             rep = sum(e["reported"] for e in c.extra)
@@ -213,13 +227,16 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--timeout", type=float, default=600, help="per run, seconds")
+    parser.add_argument(
+        "--baseline", help="another checkout of this package to run side by side (before/after figures)"
+    )
     args = parser.parse_args()
     reps = args.reps or (3 if args.quick else 5)
     chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
 
     started, load_start, cpu0 = time.perf_counter(), os.getloadavg(), os.times()
     ref_python, ref_version, ref_missing = find_reference()
-    impls = implementations(ref_python, ref_version)
+    impls = implementations(ref_python, ref_version, args.baseline)
     print(
         f"python {platform.python_version()} (ours, zarr) / reference: "
         f"{ref_version or 'unavailable'}; workloads: {', '.join(w.name for w in chosen)}; reps: {reps}",
