@@ -29,11 +29,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def blocking(
     fn: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[S, P], T]:
-    """Build the blocking twin of an ``async def name_async(self, ...)`` method."""
+    """Build the blocking twin of an ``async def name_async(self, ...)`` method.
+
+    The twin looks the coroutine method up on the instance, so a subclass that overrides
+    ``name_async`` changes ``name`` too.
+    """
+    name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return run(fn(self, *args, **kwargs))
+        method: Callable[P, Coroutine[Any, Any, T]] = getattr(self, name)
+        return run(method(*args, **kwargs))
 
     wrapper.__name__ = fn.__name__.removesuffix("_async")
     wrapper.__qualname__ = fn.__qualname__.removesuffix("_async")

@@ -171,7 +171,7 @@ class StorageSettings(_Config):
 
     @classmethod
     def _field_from_serde(cls, name: str, value: Any) -> Any:
-        sub = {
+        sub: Any = {
             "concurrency": StorageConcurrencySettings,
             "retries": StorageRetriesSettings,
             "timeouts": StorageTimeoutSettings,
@@ -233,7 +233,7 @@ class ObjectStoreConfig:
     class InMemory(_Config):
         """Volatile in-memory store (tests)."""
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return "in_memory"
 
     @dataclass(frozen=True, repr=False)
@@ -242,7 +242,7 @@ class ObjectStoreConfig:
 
         path: str = ""
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"local_file_system": self.path}
 
     @dataclass(frozen=True, repr=False)
@@ -251,7 +251,7 @@ class ObjectStoreConfig:
 
         options: S3Options = field(default_factory=S3Options)
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"s3": self.options.to_serde()}
 
     @dataclass(frozen=True, repr=False)
@@ -260,7 +260,7 @@ class ObjectStoreConfig:
 
         options: S3Options = field(default_factory=S3Options)
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"s3_compatible": self.options.to_serde()}
 
     @dataclass(frozen=True, repr=False)
@@ -269,7 +269,7 @@ class ObjectStoreConfig:
 
         opts: S3Options = field(default_factory=S3Options)
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"tigris": self.opts.to_serde()}
 
     @dataclass(frozen=True, repr=False)
@@ -278,7 +278,7 @@ class ObjectStoreConfig:
 
         opts: Mapping[str, str] | None = None
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"gcs": dict(self.opts or {})}
 
     @dataclass(frozen=True, repr=False)
@@ -287,7 +287,7 @@ class ObjectStoreConfig:
 
         opts: Mapping[str, str] | None = None
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"azure": dict(self.opts or {})}
 
     @dataclass(frozen=True, repr=False)
@@ -297,7 +297,7 @@ class ObjectStoreConfig:
         opts: Mapping[str, str] | None = None
         headers: Mapping[str, str] | None = None
 
-        def to_serde(self) -> Any:  # type: ignore[override]
+        def to_serde(self) -> Any:
             return {"http": dict(self.opts or {})}
 
     @staticmethod
@@ -376,7 +376,7 @@ class VirtualChunkContainer(_Config):
         ValueError
             Describing the first rule that does not hold.
         """
-        prefix = self.url_prefix
+        prefix: object = self.url_prefix
         if not isinstance(prefix, str) or not prefix.endswith("/"):
             raise ValueError(f"virtual chunk container url_prefix must end with '/': {prefix!r}")
         match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$", prefix)
@@ -404,7 +404,7 @@ class VirtualChunkContainer(_Config):
         return {"name": self.name, "url_prefix": self.url_prefix, "store": self.store.to_serde()}
 
     @classmethod
-    def from_serde(cls, value: Mapping[str, Any] | None) -> VirtualChunkContainer | None:  # type: ignore[override]
+    def from_serde(cls, value: Mapping[str, Any] | None) -> VirtualChunkContainer | None:
         if not value or value.get("url_prefix") is None:
             return None
         store = ObjectStoreConfig.from_serde(value.get("store"))
@@ -531,28 +531,29 @@ class ManifestSplitCondition(_Condition):
 class ManifestSplitDimCondition:
     """Which dimension of an array a split size applies to."""
 
+    # note: the nested class ``Any`` shadows ``typing.Any`` inside this class body
     @dataclass(frozen=True)
     class Axis:
         axis: int
 
-        def to_serde(self) -> Any:
+        def to_serde(self) -> object:
             return {"Axis": self.axis}
 
     @dataclass(frozen=True)
     class DimensionName:
         regex: str
 
-        def to_serde(self) -> Any:
+        def to_serde(self) -> object:
             return {"DimensionName": self.regex}
 
     @dataclass(frozen=True)
     class Any:
-        def to_serde(self) -> Any:
+        def to_serde(self) -> object:
             return "Any"
 
     @staticmethod
-    def from_serde(value: Any) -> Any:
-        if value == "Any":
+    def from_serde(value: object) -> ManifestSplitDimCondition.Axis | ManifestSplitDimCondition.DimensionName | ManifestSplitDimCondition.Any:
+        if value == "Any" or not isinstance(value, Mapping):
             return ManifestSplitDimCondition.Any()
         ((tag, body),) = value.items()
         if tag == "Axis":
@@ -594,7 +595,7 @@ class ManifestSplittingConfig(_Config):
         }
 
     @classmethod
-    def from_serde(cls, value: Mapping[str, Any] | None) -> ManifestSplittingConfig | None:  # type: ignore[override]
+    def from_serde(cls, value: Mapping[str, Any] | None) -> ManifestSplittingConfig | None:
         if value is None:
             return None
         sizes = value.get("split_sizes")

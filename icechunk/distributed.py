@@ -48,7 +48,7 @@ def merge_sessions(*sessions: ForkSession | list[ForkSession] | list[list[ForkSe
             )
     if not flat:
         raise ValueError("merge_sessions needs at least one ForkSession")
-    first, *rest = flat
-    if rest:
-        first.merge(*rest)
+    first: ForkSession = flat[0]
+    if len(flat) > 1:
+        first.merge(*flat[1:])
     return first

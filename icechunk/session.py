@@ -230,7 +230,7 @@ class Session:
         engine = await fork_engine(self._repo, self._engine)
         return ForkSession(engine, self._repo)
 
-    async def merge_async(self, *others: ForkSession) -> None:
+    async def merge_async(self, *others: Session) -> None:
         """Absorb the change sets of forks into this session (later forks win on chunks).
 
         Raises
@@ -362,20 +362,27 @@ class Session:
 class ForkSession(Session):
     """A writable, picklable session for distributed writes; merge it back, never commit it."""
 
-    async def commit_async(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+    async def commit_async(
+        self,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        rebase_with: ConflictSolver | None = None,
+        rebase_tries: int = 1000,
+        allow_empty: bool = False,
+    ) -> str:
+        """Always raises: forks are merged into a session, which commits."""
         raise SessionStateError("commits are not allowed on a ForkSession", ErrorKind.COMMIT_NOT_ALLOWED)
 
-    commit = blocking(commit_async)
-
-    async def amend_async(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+    async def amend_async(
+        self, message: str, *, metadata: dict[str, Any] | None = None, allow_empty: bool = False
+    ) -> str:
+        """Always raises: forks are merged into a session, which commits."""
         raise SessionStateError("commits are not allowed on a ForkSession", ErrorKind.COMMIT_NOT_ALLOWED)
-
-    amend = blocking(amend_async)
 
     async def rebase_async(self, solver: ConflictSolver) -> None:
+        """Always raises: forks have no branch to rebase onto."""
         raise SessionStateError("rebase is not allowed on a ForkSession", ErrorKind.COMMIT_NOT_ALLOWED)
-
-    rebase = blocking(rebase_async)
 
 
 @contextlib.contextmanager

@@ -551,11 +551,11 @@ class IcechunkStore(Store):
             return [base] * coords.shape[0]
         return [base + "/" + "/".join(row) for row in coords.astype(str).tolist()]
 
-    async def list(self) -> AsyncIterator[str]:  # type: ignore[override]
+    async def list(self) -> AsyncIterator[str]:
         async for key in self.list_prefix(""):
             yield key
 
-    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         nodes = self._nodes_under(prefix)
         for node in nodes:
             key = key_prefix_for(node.path) + "zarr.json"
@@ -569,7 +569,7 @@ class IcechunkStore(Store):
                 if key.startswith(prefix):
                     yield key
 
-    async def list_dir(self, prefix: str) -> AsyncIterator[str]:  # type: ignore[override]
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         engine = self._engine
         prefix = prefix.rstrip("/")
         try:

@@ -179,7 +179,7 @@ class AssetManager:
                 self._inflight[token] = future
         assert future is not None
         if not owner:
-            return await asyncio.shield(future)  # type: ignore[no-any-return]
+            return await asyncio.shield(future)
         try:
             result = await fetch()
         except BaseException as err:

@@ -290,8 +290,8 @@ async def prepare_snapshot(
         snapshot_nodes.append(NodeSnapshot(node.id, node.path, node.user_data, array))
     base_infos = {i.id: i for i in engine.base.snapshot.manifest_files}
     infos: dict[ManifestId, ManifestFileInfo] = {}
-    for node in snapshot_nodes:
-        for mref in node.array.manifests if node.array else ():
+    for snode in snapshot_nodes:
+        for mref in snode.array.manifests if snode.array else ():
             info = writer.infos.get(mref.manifest_id) or base_infos.get(mref.manifest_id)
             if info is None:
                 raise SessionStateError(

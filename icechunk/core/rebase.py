@@ -1,4 +1,18 @@
-"""Rebase a session over commits made on its branch, and commit with rebase-and-retry."""
+"""Rebase a session over commits made on its branch, and commit with rebase-and-retry.
+
+API.md §3.2: ``rebase(solver)`` replays, oldest first, every commit made on the session's
+branch since its base; ``commit(rebase_with=solver, rebase_tries=n)`` tries the commit and on
+a conflict rebases and retries, at most ``n`` times, then makes one final attempt.
+
+Convergence under contention (many writers on one branch) comes from two things the
+reference lacks:
+
+- a cheap pre-check: before paying for manifests and a snapshot, the branch tip is read and,
+  if it moved, the session is rebased first (one small read instead of a doomed commit);
+- jittered exponential backoff after each lost race ("full jitter": a uniform sleep in
+  ``[0, cap]`` with the cap doubling per retry), so writers that collided spread out instead
+  of colliding again in lockstep.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +20,85 @@ import asyncio
 import random
 from typing import Any
 
-from icechunk._errors import ConflictError, ErrorKind, RebaseFailedError, SessionStateError
+from icechunk._errors import (
+    ConflictError,
+    ErrorKind,
+    RebaseFailedError,
+    RefNotFoundError,
+    SessionStateError,
+)
 from icechunk.core.conflicts import CoreSolver, detect_conflicts
+from icechunk.core.repo_state import RepoInfoRefs
 from icechunk.core.repository import RepoEngine
 from icechunk.core.session import SessionEngine
 from icechunk.format.ids import SnapshotId
 
-__all__ = ["commit_with_rebase", "rebase"]
+__all__ = ["BACKOFF_BASE_S", "BACKOFF_MAX_S", "commit_with_rebase", "rebase"]
+
+BACKOFF_BASE_S = 0.01
+"""Cap of the first backoff after a lost race (seconds); it doubles with each rebase."""
+BACKOFF_MAX_S = 2.0
+"""Largest backoff cap (seconds)."""
 
 
 async def _commits_since(repo: RepoEngine, base: SnapshotId, tip: SnapshotId) -> list[SnapshotId]:
     """Commits between ``base`` (exclusive) and ``tip`` (inclusive), oldest first."""
     chain: list[SnapshotId] = []
-    async for entry in repo.ancestry(tip):
-        if entry.id == base:
-            return list(reversed(chain))
-        chain.append(entry.id)
+    state = repo.state
+    if isinstance(state, RepoInfoRefs):
+        # the repo info was just read to find the tip: walk it without reading it again
+        info = await state.info(refresh=False)
+        current: SnapshotId | None = tip if tip in info.snapshots else None
+        if current is None:
+            info = await state.info()
+            current = tip
+        while current is not None and current in info.snapshots:
+            if current == base:
+                return list(reversed(chain))
+            chain.append(current)
+            current = info.snapshots[current].parent_id
+    else:
+        async for entry in repo.ancestry(tip):
+            if entry.id == base:
+                return list(reversed(chain))
+            chain.append(entry.id)
     raise RebaseFailedError(
         str(tip), [], message=f"cannot rebase: {base} is not in the history of the branch tip {tip}"
     )
 
 
-async def rebase(repo: RepoEngine, engine: SessionEngine, solver: CoreSolver) -> None:
+def _drop_stale_deletes(engine: SessionEngine) -> None:
+    """Forget deletes of nodes the new base no longer has (both sides deleted them)."""
+    by_path = engine.base.by_path
+    for deleted in (engine.changes.deleted_groups, engine.changes.deleted_arrays):
+        for path, nid in list(deleted.items()):
+            node = by_path.get(path)
+            if node is None or node.id != nid:
+                del deleted[path]
+
+
+async def rebase(
+    repo: RepoEngine, engine: SessionEngine, solver: CoreSolver, *, tip: SnapshotId | None = None
+) -> None:
     """Replay every commit made on the session's branch since its base, oldest first.
 
     Each commit is checked against the change set; if ``solver`` resolves all its conflicts
     the session moves its base to that commit, otherwise RebaseFailedError is raised and
-    the session stays on the last commit replayed successfully.
+    the session stays on the last commit replayed successfully.  Nothing happens when the
+    branch did not move or was deleted.
+
+    Parameters
+    ----------
+    tip
+        The branch tip if the caller just read it (saves a read of the refs).
     """
     if engine.branch is None or engine.mode in ("readonly", "fork"):
         raise SessionStateError("rebase needs a session on a branch", ErrorKind.COMMIT_NOT_ALLOWED)
-    try:
-        tip = await repo.state.lookup_branch(engine.branch)
-    except KeyError:
-        return  # the branch was deleted: nothing to replay
+    if tip is None:
+        try:
+            tip = await repo.state.lookup_branch(engine.branch)
+        except RefNotFoundError:
+            return  # the branch was deleted: nothing to replay
     if tip == engine.base.id:
         return
     for sid in await _commits_since(repo, engine.base.id, tip):
@@ -51,6 +110,7 @@ async def rebase(repo: RepoEngine, engine: SessionEngine, solver: CoreSolver) ->
             raise RebaseFailedError(str(sid), list(unresolved))
         solver.apply(engine, conflicts)
         engine.base = after
+        _drop_stale_deletes(engine)
 
 
 async def commit_with_rebase(
@@ -63,18 +123,25 @@ async def commit_with_rebase(
     rebase_tries: int = 1000,
     allow_empty: bool = False,
 ) -> SnapshotId:
-    """Commit; with a solver, rebase on conflicts and retry (jittered exponential backoff).
+    """Commit; with a solver, rebase on conflicts and retry (API.md §3.2 (c)).
 
-    The number of rebases is recorded as ``__icechunk.rebase_attempts`` in the commit
-    metadata.
+    Without a solver this is one plain commit (ConflictError when the branch moved).  With
+    one it loops: if the tip moved, rebase (at most ``rebase_tries`` times in total), then try
+    the commit; a lost race backs off (jittered, exponential) and loops.  Once the rebases are
+    used up the next attempt is the final one and its ConflictError propagates.  A rebase the
+    solver cannot resolve raises RebaseFailedError at once.  The number of rebases performed
+    is recorded as ``__icechunk.rebase_attempts`` in the commit metadata (absent when the
+    first attempt succeeded without one).
     """
     attempts = 0
     while True:
         if solver is not None and engine.branch is not None and attempts < rebase_tries:
+            # cheap pre-check: a moved tip means the commit would fail after writing its
+            # manifests and snapshot, so rebase before writing anything
             tip = await repo.state.lookup_branch(engine.branch)
-            if tip != engine.base.id:  # rebase before paying for manifests and snapshot
+            if tip != engine.base.id:
                 attempts += 1
-                await rebase(repo, engine, solver)
+                await rebase(repo, engine, solver, tip=tip)
         extra = {"rebase_attempts": attempts} if attempts else None
         try:
             return await repo.commit(
@@ -84,4 +151,5 @@ async def commit_with_rebase(
             if solver is None or attempts >= rebase_tries or err.kind != ErrorKind.COMMIT_CONFLICT:
                 raise
         # lost a race: back off with full jitter so contending writers spread out
-        await asyncio.sleep(random.uniform(0, min(2.0, 0.01 * 2 ** min(attempts, 8))))
+        cap = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(attempts, 16))
+        await asyncio.sleep(random.uniform(0, cap))

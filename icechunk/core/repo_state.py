@@ -66,7 +66,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def validate_ref_name(name: str, what: str = "ref") -> None:
+def validate_ref_name(name: object, what: str = "ref") -> None:
     if not isinstance(name, str) or not name or "/" in name:
         raise InvalidInputError(
             f"invalid {what} name {name!r}: names must be non-empty and contain no '/'",

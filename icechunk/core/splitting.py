@@ -41,11 +41,11 @@ def split_edges(
                     sizes[axis] = max(int(size), 1)
                     break
     edges = []
-    for n, size in zip(num_chunks, sizes, strict=True):
-        if size is None or size >= n:
+    for n, split in zip(num_chunks, sizes, strict=True):
+        if split is None or split >= n:
             edges.append([0, n])
         else:
-            edges.append([*range(0, n, size), n])
+            edges.append([*range(0, n, split), n])
     return edges
 
 

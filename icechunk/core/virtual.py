@@ -160,7 +160,7 @@ def _wrap(credential: Any) -> Any:
     return credential
 
 
-def normalize_authorizations(value: Mapping[str, Any] | None, *, warn: bool = True) -> dict[str, Any]:
+def normalize_authorizations(value: Mapping[Any, Any] | None, *, warn: bool = True) -> dict[str, Any]:
     """The ``authorize_virtual_chunk_access`` map with ``/``-terminated prefixes.
 
     A ``None`` credential (environment or anonymous access) is deprecated: it warns with a

@@ -99,7 +99,7 @@ class Table:
         target = p + _U32(self.buf, p)[0]
         if target >= len(self.buf):
             raise IndexError("offset out of bounds")
-        return target
+        return int(target)
 
     def table(self, slot: int) -> Table | None:
         p = self._indirect(slot)

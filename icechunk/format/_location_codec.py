@@ -276,12 +276,27 @@ def _buffer_pieces(
     """
     if count == 0:
         return None
+    last = frames[count - 1]
+    if int(last.offset) + len(last) == frames.size():
+        # everything in one buffer (typical of bulk decompression)
+        return _checked_pieces(frames, [0], count)
+    for probe in (max(_BUFFER_PROBE, count // 256), _BUFFER_PROBE):
+        pieces = _checked_pieces(frames, _buffer_starts(frames, count, probe), count)
+        if pieces is not None:
+            return pieces
+    return None
+
+
+def _buffer_starts(
+    frames: zstandard.BufferWithSegmentsCollection, count: int, probe: int
+) -> list[int]:
+    """Indices where a new output buffer starts, probing every ``probe`` frames."""
 
     def offset(i: int) -> int:
         return int(frames[i].offset)
 
     starts = [0]
-    probes = [*range(0, count, _BUFFER_PROBE), count - 1]
+    probes = [*range(0, count, probe), count - 1]
     previous = offset(0)
     for lo, hi in itertools.pairwise(probes):
         current = offset(hi)
@@ -296,6 +311,13 @@ def _buffer_pieces(
                     a = mid
             starts.append(b)
         previous = current
+    return starts
+
+
+def _checked_pieces(
+    frames: zstandard.BufferWithSegmentsCollection, starts: list[int], count: int
+) -> list[tuple[int, int]] | None:
+    """``(address, size)`` per buffer if ``starts`` are exactly the buffer starts, else None."""
     pieces = []
     covered = 0
     for k, start in enumerate(starts):
@@ -478,11 +500,17 @@ def _strings_from_pieces(
         )
         if raw.shape[0] == int(sizes.sum()):
             # a NUL after every string but the last
-            joined = np.zeros(raw.shape[0] + count - 1, dtype=np.uint8)
-            keep = np.ones(joined.shape[0], dtype=bool)
-            keep[np.cumsum(sizes[:-1]) + np.arange(count - 1)] = False
-            joined[keep] = raw
-            blob = joined.tobytes()
+            size = int(sizes[0])
+            if (sizes == size).all():
+                joined = np.zeros((count, size + 1), dtype=np.uint8)
+                joined[:, :size] = raw.reshape(count, size)
+                blob = joined.reshape(-1)[:-1].tobytes()
+            else:
+                flat = np.zeros(raw.shape[0] + count - 1, dtype=np.uint8)
+                keep = np.ones(flat.shape[0], dtype=bool)
+                keep[np.cumsum(sizes[:-1]) + np.arange(count - 1)] = False
+                flat[keep] = raw
+                blob = flat.tobytes()
     if blob is None:
         blob = b"\x00".join(pieces)
     if blob.count(b"\x00") == count - 1:

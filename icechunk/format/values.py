@@ -148,7 +148,8 @@ def flex_loads(data: bytes | bytearray | memoryview) -> Any:
 
 def msgpack_dumps(value: Any) -> bytes:
     """Encode a JSON-like value as compact MessagePack (spec-1 metadata values)."""
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def msgpack_loads(data: bytes | bytearray | memoryview) -> Any:

@@ -437,7 +437,7 @@ def build_virtual_reader(
             creds, (S3Credentials.FromEnv, S3Credentials.Anonymous, S3Credentials.Static, S3Credentials.Refreshable)
         ):
             raise StorageError(f"S3 container needs S3 credentials, got {type(credential).__name__}", ErrorKind.STORAGE_CONFIG)
-        location = S3Location(prefix="", flavor=flavor, bucket=host, options=options or S3Options(), credentials=creds)
+        location = S3Location(prefix="", flavor=flavor, bucket=host, options=options, credentials=creds)
         client = location.make_store(
             _client_options(bool(location.options.allow_http), location.options.network_stream_timeout_seconds),
             {"max_retries": 0},
