@@ -28,6 +28,7 @@ from icechunk.format._manifest_wire import (
     F_INDEX,
     Segments,
     WireArray,
+    sorted_unique,
     strided_gather,
     unaligned_u32,
 )
@@ -149,7 +150,7 @@ def _vtable_groups(g: _Buf, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | N
     more than ``_MAX_VTABLES``.
     """
     n = vt.shape[0]
-    cand = np.unique(np.concatenate([vt[:16], vt[:: max(1, n // 256)]]))
+    cand = sorted_unique(np.concatenate([vt[:16], vt[:: max(1, n // 256)]]))
     for _ in range(2):
         if cand.shape[0] <= 4:
             # a few comparisons beat a binary search per table
@@ -164,8 +165,7 @@ def _vtable_groups(g: _Buf, vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | N
             miss = cand[gid] != vt
         if not miss.any():
             return cand, gid
-        extra = np.unique(vt[miss][:4096])
-        cand = np.union1d(cand, extra)
+        cand = sorted_unique(np.concatenate([cand, vt[miss][:4096]]))
         if cand.shape[0] > _MAX_VTABLES:
             return None
     return None

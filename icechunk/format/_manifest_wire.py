@@ -165,6 +165,21 @@ def unaligned_u32(data: np.ndarray) -> np.ndarray:
     )
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a 1-d array, sorted: ``np.unique`` without its costs.
+
+    numpy 2's ``np.unique`` imports ``numpy.ma`` on first use (over 10 ms, paid by the first
+    commit or manifest read of every process) and hashes; a sort is enough here.
+    """
+    s = np.sort(values, kind="stable")
+    if s.shape[0] < 2:
+        return s
+    keep = np.empty(s.shape[0], dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 def dense_ids(values: np.ndarray) -> np.ndarray:
     """Each value's rank among the distinct values (0, 1, ...), without a full sort.
 
@@ -174,7 +189,7 @@ def dense_ids(values: np.ndarray) -> np.ndarray:
     n = values.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    uniq = np.unique(np.concatenate([values[:64], values[:: max(1, n // 1024)]]))
+    uniq = sorted_unique(np.concatenate([values[:64], values[:: max(1, n // 1024)]]))
     for _ in range(2):
         ids = np.minimum(np.searchsorted(uniq, values), uniq.shape[0] - 1)
         miss = uniq[ids] != values
@@ -183,7 +198,7 @@ def dense_ids(values: np.ndarray) -> np.ndarray:
         missing = values[miss]
         if missing.shape[0] > 4096:
             break
-        uniq = np.union1d(uniq, missing)
+        uniq = sorted_unique(np.concatenate([uniq, missing]))
     return np.unique(values, return_inverse=True)[1].reshape(n)
 
 
