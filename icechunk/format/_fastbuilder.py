@@ -420,3 +420,135 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         self.head = head
         self.minalign = minalign
         return object_offset
+
+    # ---- the two objects a repo-info file is mostly made of ---------------------------------
+
+    def _end_table(self, head: int, object_end: int, vt: list[int]) -> int:
+        """Placeholder, vtable (new or shared) and vtable offset of a table whose fields end at
+        ``head``; ``vt`` holds each slot's field offset (0 = absent)."""
+        buf, size = self.Bytes, len(self.Bytes)
+        head -= ((head - size) & 3) + 4
+        object_offset = size - head
+        used = len(vt)
+        while used and vt[used - 1] == 0:
+            used -= 1
+        rel = [object_offset - f if f else 0 for f in vt[:used]]
+        object_size = object_offset - object_end
+        key = (*reversed(rel), object_size)
+        existing = self.vtables.get(key)
+        if existing is None:
+            vt_bytes = (used + 2) * 2
+            head -= vt_bytes
+            struct.pack_into(f"<{used + 2}H", buf, head, vt_bytes, object_size, *rel)
+            existing = self.vtables[key] = size - head
+        _PACK_I32(buf, size - object_offset, existing - object_offset)
+        self.head = head
+        if self.minalign < 4:
+            self.minalign = 4
+        return object_offset
+
+    def _string_at(self, head: int, data: bytes) -> int:
+        """Write a string ending at ``head`` (space already reserved); returns the new head."""
+        n = len(data)
+        size = len(self.Bytes)
+        head -= ((head - size - n - 1) & 3) + 1 + n  # the NUL terminator is a never-written zero
+        self.Bytes[head : head + n] = data
+        head -= 4
+        _PACK_U32(self.Bytes, head, n)
+        return head
+
+    def snapshot_entry(self, flushed_at: int, message: bytes, parent: int, sid: bytes) -> int:
+        """A repo-info ``SnapshotInfo`` with no metadata and no pruned logs, in one call.
+
+        Same bytes as an empty metadata vector, the message string and ``add_table(6,
+        [(U64, 2, flushed_at), (OFFSET, 4, metadata), (OFFSET, 3, message), (I32, 1, parent),
+        (STRUCT, 0, sid)])``.
+        """
+        if self.nested:
+            raise IsNestedError()
+        if len(sid) != 12:
+            raise ValueError("a snapshot id has 12 bytes")
+        need = len(message) + 96
+        if self.head < need:
+            self._grow(need)
+        buf, size, head = self.Bytes, len(self.Bytes), self.head
+        head -= ((head - size) & 3) + 4  # the empty vector: its length, 0, is already there
+        metadata = size - head
+        head = self._string_at(head, message)
+        msg = size - head
+        object_end = msg
+        vt = [0, 0, 0, 0, 0]
+        if flushed_at:
+            head -= ((head - size) & 7) + 8
+            _PACK_U64(buf, head, flushed_at)
+            vt[2] = size - head
+            if self.minalign < 8:
+                self.minalign = 8
+        head -= (head - size) & 3
+        _PACK_U32(buf, head - 4, size - head + 4 - metadata)
+        head -= 4
+        vt[4] = size - head
+        _PACK_U32(buf, head - 4, size - head + 4 - msg)
+        head -= 4
+        vt[3] = size - head
+        if parent:
+            head -= 4
+            _PACK_I32(buf, head, parent)
+            vt[1] = size - head
+        head -= 12
+        buf[head : head + 12] = sid
+        vt[0] = size - head
+        return self._end_table(head, object_end, vt)
+
+    def new_commit_update(
+        self, updated_at: int, backup: bytes | None, branch: bytes, new_id: bytes, type_id: int
+    ) -> int:
+        """A repo-info ``Update`` of kind NewCommit (member table, backup path, update table).
+
+        Same bytes as ``add_table(2, [(STRUCT, 1, new_id), (STRING, 0, branch)])`` then
+        ``add_table(4, [(U64, 2, updated_at), (STRING, 3, backup), (OFFSET, 1, member),
+        (U8, 0, type_id)])``.
+        """
+        if self.nested:
+            raise IsNestedError()
+        if len(new_id) != 12:
+            raise ValueError("a snapshot id has 12 bytes")
+        need = len(branch) + (len(backup) if backup is not None else 0) + 128
+        if self.head < need:
+            self._grow(need)
+        buf, size = self.Bytes, len(self.Bytes)
+        head = self._string_at(self.head, branch)
+        name = size - head
+        object_end = name
+        head -= 12
+        buf[head : head + 12] = new_id
+        slot1 = size - head
+        _PACK_U32(buf, head - 4, size - head + 4 - name)
+        head -= 4
+        member = self._end_table(head, object_end, [size - head, slot1])
+        head = self.head
+        backup_at = 0
+        if backup is not None:
+            head = self._string_at(head, backup)
+            backup_at = size - head
+        object_end = size - head
+        vt = [0, 0, 0, 0]
+        if updated_at:
+            head -= ((head - size) & 7) + 8
+            _PACK_U64(buf, head, updated_at)
+            vt[2] = size - head
+            if self.minalign < 8:
+                self.minalign = 8
+        head -= (head - size) & 3
+        if backup_at:
+            _PACK_U32(buf, head - 4, size - head + 4 - backup_at)
+            head -= 4
+            vt[3] = size - head
+        _PACK_U32(buf, head - 4, size - head + 4 - member)
+        head -= 4
+        vt[1] = size - head
+        if type_id:
+            head -= 1
+            _PACK_U8(buf, head, type_id)
+            vt[0] = size - head
+        return self._end_table(head, object_end, vt)

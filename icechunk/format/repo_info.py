@@ -371,6 +371,8 @@ def _snapshot_table(
         parent = found
     message = entry.message.encode()
     if not entry.metadata and not entry.pruned_ancestor_tx_logs:
+        if isinstance(builder, FastBuilder):
+            return builder.snapshot_entry(entry.flushed_at, message, parent, _id12(entry.id))
         # the common entry, in one call: empty metadata vector, message, table
         fields = [
             (U64, 2, entry.flushed_at),
@@ -429,7 +431,17 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
         else None
     )
     updates = []
+    fast = isinstance(builder, FastBuilder)
     for update in info.latest_updates:
+        if fast and type(update.kind) is NewCommit:  # the bulk of every ops log
+            backup = update.backup_path.encode() if update.backup_path is not None else None
+            updates.append(
+                builder.new_commit_update(
+                    update.updated_at, backup, update.kind.branch.encode(),
+                    _id12(update.kind.new_snap_id), _UPDATE_TYPES[NewCommit],
+                )
+            )
+            continue
         member = _update_member(builder, update.kind)
         backup = update.backup_path.encode() if update.backup_path is not None else None
         fields = [
