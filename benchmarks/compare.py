@@ -15,7 +15,7 @@ Workloads (full size; ``--quick`` shrinks them):
   commits    200 sequential one-chunk commits; cold open + full ancestry walk
   xarray     600 MB dask-backed Dataset: to_icechunk (to_zarr for plain zarr) + commit; read back
   contended  4 processes x 10 commits on one branch (rebase on conflict); lost commits counted
-  forkmerge  a session forked to 4 processes writing 16 MiB each, merged and committed
+  forkmerge  a session forked to 4 processes writing 64 MiB each, merged and committed
 
 Usage: python benchmarks/compare.py [--quick] [--reps N] [--only w1,w2] [--json out.json]
 """
@@ -57,7 +57,7 @@ WORKLOADS = [
     Workload("commits", {"n": 200}, {"n": 50}, False),
     Workload("xarray", {"mb": 600}, {"mb": 150}, True),
     Workload("contended", {"procs": 4, "n": 10}, {"procs": 4, "n": 5}, False),
-    Workload("forkmerge", {"procs": 4, "nchunks": 16}, {"procs": 4, "nchunks": 4}, True),
+    Workload("forkmerge", {"procs": 4, "nchunks": 64}, {"procs": 4, "nchunks": 8}, True),
 ]
 
 
