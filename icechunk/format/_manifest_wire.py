@@ -104,11 +104,14 @@ class Segments:
 
     def to_list(self) -> list[bytes]:
         """The payloads as ``bytes`` objects (a Python loop; use for small counts)."""
-        raw = self.data
-        return [
-            raw[s : s + n].tobytes()
-            for s, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)
-        ]
+        # slicing one ``bytes`` copy is ~3x cheaper per item than numpy slice + tobytes
+        if not len(self.starts):
+            return []
+        lo = int(self.starts.min())
+        raw = self.data[lo : int((self.starts + self.lengths).max())].tobytes()
+        starts = (self.starts - lo).tolist()
+        ends = (self.starts - lo + self.lengths).tolist()
+        return [raw[s:e] for s, e in zip(starts, ends, strict=True)]
 
     def take(self, sel: np.ndarray) -> Segments:
         return Segments(self.rows[sel], self.data, self.starts[sel], self.lengths[sel])
@@ -239,7 +242,7 @@ def progressions(pos: np.ndarray) -> list[tuple[int, int, int]] | None:
         return None
     # cheap look at 64 evenly spread steps first: scattered layouts bail out here
     probe = np.linspace(0, m - 2, num=64).astype(np.int64)
-    if np.unique(pos[probe + 1] - pos[probe]).shape[0] > 8:
+    if sorted_unique(pos[probe + 1] - pos[probe]).shape[0] > 8:
         return None
     diff = np.diff(pos)
     cuts = np.flatnonzero(diff[1:] != diff[:-1]) + 1
