@@ -645,6 +645,126 @@ def _check_acyclic(parents: list[int], ids: list[SnapshotId], name: str) -> None
             state[j] = 2
 
 
+_RU16 = struct.Struct("<H").unpack_from
+_RU32 = struct.Struct("<I").unpack_from
+_RI32 = struct.Struct("<i").unpack_from
+_RU64 = struct.Struct("<Q").unpack_from
+
+
+def _table_positions(buf: bytes, root: Table, slot: int) -> list[int]:
+    """Positions of the tables of a vector-of-tables field (empty when absent)."""
+    v = root.vector(slot)
+    if v is None:
+        return []
+    start, n = v
+    if start + 4 * n > len(buf):
+        raise IndexError("vector out of bounds")
+    return [start + 4 * i + _RU32(buf, start + 4 * i)[0] for i in range(n)]
+
+
+def _fields(buf: bytes, pos: int, nslots: int, cache: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    """Absolute position of each of the first ``nslots`` fields of the table at ``pos``
+    (0 = absent), like :meth:`Table.field` but reading each distinct vtable once."""
+    if pos >= len(buf):
+        raise IndexError("table out of bounds")
+    vt = pos - _RI32(buf, pos)[0]
+    offsets = cache.get(vt)
+    if offsets is None:
+        if vt < 0:
+            raise IndexError("table out of bounds")
+        vtlen = _RU16(buf, vt)[0]
+        if vt + vtlen > len(buf):
+            raise IndexError("table out of bounds")
+        offsets = tuple(_RU16(buf, vt + 4 + 2 * k)[0] if 4 + 2 * k < vtlen else 0 for k in range(nslots))
+        cache[vt] = offsets
+    return tuple(pos + o if o else 0 for o in offsets)
+
+
+def _string_at(buf: bytes, field: int) -> str:
+    p = field + _RU32(buf, field)[0]
+    if p >= len(buf):
+        raise IndexError("offset out of bounds")
+    n = _RU32(buf, p)[0]
+    if p + 4 + n > len(buf):
+        raise IndexError("string out of bounds")
+    return buf[p + 4 : p + 4 + n].decode("utf-8")
+
+
+def _id_at(buf: bytes, field: int) -> SnapshotId:
+    if field + 12 > len(buf):
+        raise IndexError("struct out of bounds")
+    return SnapshotId(buf[field : field + 12])
+
+
+def _decode_snapshot_rows(
+    buf: bytes, root: Table, name: str
+) -> list[tuple[SnapshotId, int, int, str, dict[str, Any], tuple[SnapshotId, ...] | None]]:
+    """``(id, parent index, flushed_at, message, metadata, pruned)`` of every snapshot.
+
+    The common entry (no metadata, no pruned logs) is read field by field with cached vtables;
+    anything else goes through :class:`Table`, as all of them once did.
+    """
+    cache: dict[int, tuple[int, ...]] = {}
+    rows = []
+    for pos in _table_positions(buf, root, 4):
+        f_id, f_parent, f_time, f_message, f_metadata, f_pruned = _fields(buf, pos, 6, cache)
+        if not f_id:
+            raise _corrupt(name, "required field SnapshotInfo.id is missing")
+        if not f_message:
+            raise _corrupt(name, "required field SnapshotInfo.message is missing")
+        metadata: dict[str, Any] = {}
+        if f_metadata:
+            p = f_metadata + _RU32(buf, f_metadata)[0]
+            if p >= len(buf):
+                raise IndexError("offset out of bounds")
+            if _RU32(buf, p)[0]:
+                metadata = _decode_metadata(Table(buf, pos), 4, name)
+        pruned = None
+        if f_pruned:
+            pruned = tuple(SnapshotId(raw) for raw in Table(buf, pos).struct_vector(5, 12))
+        rows.append((
+            _id_at(buf, f_id),
+            _RI32(buf, f_parent)[0] if f_parent else 0,
+            _RU64(buf, f_time)[0] if f_time else 0,
+            _string_at(buf, f_message),
+            metadata,
+            pruned,
+        ))
+    return rows
+
+
+def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
+    """The ops-log page; NewCommit entries (nearly all of them) without :class:`Table`."""
+    cache: dict[int, tuple[int, ...]] = {}
+    member_cache: dict[int, tuple[int, ...]] = {}
+    updates = []
+    for pos in _table_positions(buf, root, 7):
+        f_type, f_member, f_time, f_backup = _fields(buf, pos, 4, cache)
+        type_id = buf[f_type] if f_type else 0
+        if not f_member:
+            raise _corrupt(name, "required field Update.update_type is missing")
+        member = f_member + _RU32(buf, f_member)[0]
+        if member >= len(buf):
+            raise IndexError("offset out of bounds")
+        if type_id == 10:
+            f_branch, f_new = _fields(buf, member, 2, member_cache)
+            if not f_branch:
+                raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
+            if not f_new:
+                raise _corrupt(name, "required field new_snap_id is missing")
+            kind: UpdateKind = NewCommit(_string_at(buf, f_branch), _id_at(buf, f_new))
+        else:
+            kind = _decode_update_kind(type_id, Table(buf, member), name)
+        updates.append(
+            UpdateEntry(
+                kind=kind,
+                updated_at=_RU64(buf, f_time)[0] if f_time else 0,
+                backup_path=_string_at(buf, f_backup) if f_backup else None,
+            )
+        )
+    return updates
+
+
 def _decode(buf: bytes, name: str) -> RepoInfo:
     root = root_table(buf)
     spec_version = root.u8(0)
@@ -656,28 +776,25 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
         )
     if not root.has(4):
         raise _corrupt(name, "required field snapshots is missing")
-    snap_tables = root.tables(4)
-    ids = [_snapshot_id(t, 0, name, "SnapshotInfo.id") for t in snap_tables]
+    rows = _decode_snapshot_rows(buf, root, name)
+    ids = [row[0] for row in rows]
     if len(set(ids)) != len(ids):
         raise _corrupt(name, "a snapshot id is listed twice")
     parents = []
-    for i, table in enumerate(snap_tables):
-        parent = table.i32(1)
+    for i, row in enumerate(rows):
+        parent = row[1]
         if parent < -1 or parent >= len(ids) or parent == i:
             raise _corrupt(name, f"snapshot {ids[i]} has parent_offset {parent} out of range")
         parents.append(parent)
     _check_acyclic(parents, ids, name)
     snapshots: dict[SnapshotId, SnapshotEntry] = {}
-    for sid, parent, table in zip(ids, parents, snap_tables, strict=True):
-        pruned = None
-        if table.has(5):
-            pruned = tuple(SnapshotId(raw) for raw in table.struct_vector(5, 12))
+    for (sid, _, flushed_at, message, metadata, pruned), parent in zip(rows, parents, strict=True):
         snapshots[sid] = SnapshotEntry(
             id=sid,
             parent_id=ids[parent] if parent >= 0 else None,
-            flushed_at=table.u64(2),
-            message=_required(table.string(3), name, "SnapshotInfo.message"),
-            metadata=_decode_metadata(table, 4, name),
+            flushed_at=flushed_at,
+            message=message,
+            metadata=metadata,
             pruned_ancestor_tx_logs=pruned,
         )
     tags = _decode_refs(root, 1, ids, name, "tag")
@@ -687,16 +804,7 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
     status = _decode_status(_required(root.table(5), name, "status"))
     if not root.has(7):
         raise _corrupt(name, "required field latest_updates is missing")
-    updates = []
-    for table in root.tables(7):
-        member = _required(table.table(1), name, "Update.update_type")
-        updates.append(
-            UpdateEntry(
-                kind=_decode_update_kind(table.u8(0), member, name),
-                updated_at=table.u64(2),
-                backup_path=table.string(3),
-            )
-        )
+    updates = _decode_updates(buf, root, name)
     return RepoInfo(
         tags=tags,
         branches=branches,
