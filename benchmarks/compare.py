@@ -38,7 +38,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "benchmarks" / "compare_worker.py"
-BENCH_EXTRAS = ("xarray", "dask[array]", "pandas")
+# the same third-party stack as ours (dask imports distributed whenever it is installed)
+BENCH_EXTRAS = ("xarray", "dask[array]", "distributed", "pandas")
 IO_WORKLOADS = {"bulk", "small", "xarray", "forkmerge"}  # where plain zarr is the yardstick
 
 

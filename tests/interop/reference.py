@@ -63,6 +63,7 @@ def ensure_reference(version: str, extra: tuple[str, ...] = (), flavour: str = "
     with open(CACHE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if python.exists() and (venv / "ok").exists():
+            _ensure_extras(python, venv, extra)
             return python
         base = find_python(minor)
         if base is None:
@@ -81,7 +82,23 @@ def ensure_reference(version: str, extra: tuple[str, ...] = (), flavour: str = "
                 f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}"
             )
         (venv / "ok").write_text("ok")
+        (venv / "extras").write_text("\n".join(sorted(extra)))
     return python
+
+
+def _ensure_extras(python: Path, venv: Path, extra: tuple[str, ...]) -> None:
+    """Install extra packages asked for since the virtualenv was built."""
+    marker = venv / "extras"
+    have = set(marker.read_text().split()) if marker.exists() else set()
+    missing = sorted(set(extra) - have)
+    if not missing:
+        return
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *missing], capture_output=True, text=True, timeout=900
+    )
+    if install.returncode != 0:
+        raise ReferenceUnavailable(f"cannot install {missing} next to the reference: {install.stderr[-500:]}")
+    marker.write_text("\n".join(sorted(have | set(missing))))
 
 
 def reference_python(version: str) -> Path:
