@@ -316,6 +316,7 @@ def xarray_workload(t: Target, p: dict[str, Any], r: Result) -> None:
 def _contended_child(path: str, proc: int, n: int, barrier: Any, queue: Any) -> None:
     import icechunk as ic
 
+    warm_up("icechunk", f"{path}-warm-up-{proc}")
     repo = ic.Repository.open(ic.local_filesystem_storage(path))
     barrier.wait()
     c0 = _cpu()
@@ -365,8 +366,11 @@ def contended(t: Target, p: dict[str, Any], r: Result) -> None:
         r.notes.append(f"{len(errors)} commits raised, e.g. {errors[0]}")
 
 
-def _warm() -> None:
-    import icechunk  # noqa: F401
+def _warm(impl: str, path: str) -> None:
+    """Pool initializer: the same untimed warm-up as the parent, in a scratch directory."""
+    import tempfile
+
+    warm_up(impl, tempfile.mkdtemp(prefix="warm-up-", dir=path))
 
 
 def _fork_child(target: Any, proc: int, nchunks: int) -> tuple[Any, float]:
@@ -394,7 +398,9 @@ def forkmerge(t: Target, p: dict[str, Any], r: Result) -> None:
     zarr.create_array(t.write_store(), name="x", shape=shape, chunks=(BULK_CHUNK,), dtype="f8", fill_value=0)
     t.commit("array")
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(procs, mp_context=ctx, initializer=None if not t.versioned else _warm) as pool:
+    scratch = os.path.dirname(t.path)
+    impl = "icechunk" if t.versioned else "zarr"
+    with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_warm, initargs=(impl, scratch)) as pool:
         list(pool.map(time.sleep, [0.3] * procs))  # all workers up before the clock starts
 
         def run() -> float:
