@@ -1,7 +1,8 @@
 """Interop of the manifest codec with the reference implementation (icechunk 2.x).
 
 Needs a Python with ``icechunk>=2`` and ``zarr`` installed, given by the environment variable
-``ICECHUNK_REFERENCE_PYTHON`` (e.g. a throwaway Python 3.12 virtualenv); skipped otherwise.
+``ICECHUNK_REFERENCE_PYTHON`` or, by default, the cached icechunk 2.2.0 virtualenv that
+tests/interop builds (skipped with a reason when it cannot be built).
 
 1. The reference writes a repository whose manifests mix native, inline and virtual refs
    (etag / last-modified checksums, 2-D, 3-D and 0-d arrays, a few thousand refs, and a
@@ -100,10 +101,13 @@ READ = textwrap.dedent(
 
 
 def _reference_python() -> str:
+    """``ICECHUNK_REFERENCE_PYTHON``, or the cached icechunk 2.2.0 virtualenv of tests/interop."""
     python = os.environ.get("ICECHUNK_REFERENCE_PYTHON")
-    if not python:
-        pytest.skip("set ICECHUNK_REFERENCE_PYTHON to a Python with icechunk>=2 and zarr")
-    return python
+    if python:
+        return python
+    from tests.interop.reference import reference_python
+
+    return str(reference_python("2.2.0"))
 
 
 def _run(python: str, script: str, *args: str) -> str:
