@@ -1,4 +1,4 @@
-"""``sorted_unique`` is ``np.unique`` for 1-d arrays (without importing ``numpy.ma``)."""
+"""Fast helpers match their straightforward definitions (np.unique, Crockford base32)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,11 @@ def test_matches_numpy_unique(values: np.ndarray) -> None:
     got = sorted_unique(values)
     assert got.dtype == values.dtype
     np.testing.assert_array_equal(got, np.unique(values))
+
+
+@given(st.binary(max_size=40))
+def test_crockford_encode_matches_its_definition(raw: bytes) -> None:
+    from icechunk.format.ids import _crockford_encode_slow, crockford_decode, crockford_encode
+
+    assert crockford_encode(raw) == _crockford_encode_slow(raw)
+    assert crockford_decode(crockford_encode(raw)) == raw
