@@ -276,17 +276,20 @@ class Session:
                 yield tuple(row)
 
     async def all_virtual_chunk_locations_async(self) -> list[str]:
-        """The locations of every virtual chunk ref in the session."""
+        """The location of every virtual chunk ref in the session, one entry per ref.
+
+        Like the reference: nodes in path order, chunks in index order, duplicates kept.
+        """
         from icechunk.format.manifest import RefKind
 
-        out: set[str] = set()
-        for node in self._engine.all_nodes():
+        out: list[str] = []
+        for node in sorted(self._engine.all_nodes(), key=lambda n: n.path):
             if node.array is None:
                 continue
             refs = await self._engine.current_refs(node)
             mask = refs.kind == RefKind.VIRTUAL
-            out.update(refs.location[mask].tolist())
-        return sorted(out)
+            out.extend(refs.location[mask].tolist())
+        return out
 
     all_virtual_chunk_locations = blocking(all_virtual_chunk_locations_async)
 

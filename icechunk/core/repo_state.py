@@ -182,6 +182,12 @@ class RepoInfoRefs(RepoState):
         super().__init__(assets, backoff)
         self.page_size = page_size
         self._info: RepoInfo | None = None
+        # the last repo object seen (bytes, decoded): an unchanged object is not decoded again
+        self._decoded: tuple[bytes, RepoInfo] | None = None
+
+    def prime(self, data: bytes, info: RepoInfo) -> None:
+        """Seed the decode cache with a repo object just read (saves decoding it again)."""
+        self._decoded = (bytes(data), info)
 
     async def info(self, *, refresh: bool = True) -> RepoInfo:
         """The repo info (re-read from storage unless ``refresh`` is False and one is cached)."""
@@ -195,7 +201,13 @@ class RepoInfoRefs(RepoState):
             data, version = await self.assets.storage.get_with_version(keys.REPO)
         except NotFoundError:
             raise StorageError("the repo object disappeared", ErrorKind.OBJECT_NOT_FOUND) from None
-        return decode_repo_info(data, keys.REPO), data, version
+        # decoded infos are never mutated in place (``update`` edits a copy), so one is shared
+        cached = self._decoded
+        if cached is not None and cached[0] == data:
+            return cached[1], data, version
+        info = decode_repo_info(data, keys.REPO)
+        self._decoded = (bytes(data), info)
+        return info, data, version
 
     async def branches(self) -> dict[str, SnapshotId]:
         return dict((await self.info()).branches)
@@ -254,9 +266,11 @@ class RepoInfoRefs(RepoState):
                 new = append_update(new, kind, max(now_us(), newest + 1), backup, self.page_size)
                 # the old bytes are kept, under the name its newest entry now points to
                 await storage.put(keys.overwritten(backup), old_bytes, "create")
-            result = await storage.put(keys.REPO, self.assets.encode_repo_info(new), version)
+            encoded = self.assets.encode_repo_info(new)
+            result = await storage.put(keys.REPO, encoded, version)
             if result.ok:
                 self._info = new
+                self._decoded = (encoded, new)
                 return new
             await self.backoff.sleep(attempt)
         raise ConflictError(

@@ -74,6 +74,17 @@ async def detect_spec_version(storage: Storage) -> int | None:
     return None
 
 
+async def _read_repo_object(storage: Storage) -> tuple[bytes, RepoInfo] | None:
+    """The spec-2 ``repo`` object (bytes and decoded), or None when there is none."""
+    from icechunk.format.repo_info import decode_repo_info
+
+    try:
+        data = await storage.get(keys.REPO)
+    except NotFoundError:
+        return None
+    return data, decode_repo_info(data, keys.REPO)
+
+
 async def fetch_persisted_config(storage: Storage, spec_version: int) -> RepositoryConfig | None:
     """The configuration stored in the repository, or None."""
     if spec_version >= 2:
@@ -222,7 +233,12 @@ class RepoEngine:
         *,
         authorizations: dict[str, Any] | None = None,
     ) -> RepoEngine:
-        version = await detect_spec_version(storage)
+        # spec 2: the repo object is read and decoded once, and handed to the ref state
+        repo_object = await _read_repo_object(storage)
+        if repo_object is not None:
+            version: int | None = repo_object[1].spec_version or 2
+        else:
+            version = await detect_spec_version(storage)
         if version is None:
             raise RepositoryNotFoundError(
                 "the repository doesn't exist at this storage location", ErrorKind.REPOSITORY_NOT_FOUND
@@ -232,9 +248,16 @@ class RepoEngine:
                 f"repository spec version {version} is too new for this library; upgrade it",
                 ErrorKind.UNSUPPORTED_SPEC_VERSION,
             )
-        persisted = await fetch_persisted_config(storage, version)
+        if repo_object is not None:
+            raw = repo_object[1].config
+            persisted = RepositoryConfig.from_serde(decode_repo_config(raw)) if raw is not None else None
+        else:
+            persisted = await fetch_persisted_config(storage, version)
         effective = (persisted or RepositoryConfig()).merge(config)
-        return RepoEngine(storage, effective, version, dict(authorizations or {}))
+        engine = RepoEngine(storage, effective, version, dict(authorizations or {}))
+        if repo_object is not None and isinstance(engine.state, RepoInfoRefs):
+            engine.state.prime(*repo_object)
+        return engine
 
     def reopen(
         self, config: RepositoryConfig | None, authorizations: dict[str, Any] | None

@@ -24,6 +24,7 @@ from icechunk.format._manifest_wire import (
     Segments,
     gather_words,
     group_rows,
+    sorted_unique,
     strided_gather,
     unaligned_u32,
 )
@@ -191,7 +192,7 @@ def _repeats(locations: Segments) -> np.ndarray | None:
         repeats = np.zeros(n, dtype=bool)
         repeats[1:] = shared
         return repeats
-    sample = np.unique(np.linspace(0, n - 2, num=min(n - 1, 256)).astype(np.int64))
+    sample = sorted_unique(np.linspace(0, n - 2, num=min(n - 1, 256)).astype(np.int64))
     sample = sample[same_length[sample]]
     hits = sum(locations.item(i) == locations.item(i + 1) for i in sample.tolist())
     if hits * 10 < min(n - 1, 256):
@@ -408,7 +409,7 @@ def _content_sizes(frames: Segments) -> np.ndarray:
     descriptors = (
         [(first, slice(None))]
         if uniform
-        else [(d, np.flatnonzero(fhd == d)) for d in np.unique(fhd).tolist()]
+        else [(d, np.flatnonzero(fhd == d)) for d in sorted_unique(fhd).tolist()]
     )
     sizes = np.full(starts.shape[0], -1, dtype=np.int64)
     for desc, rows in descriptors:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 
+from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format._flatbuf import prepend_struct_slot
 from icechunk.format._manifest_wire import (
     B_CHUNK_ID,
@@ -522,7 +523,7 @@ class ManifestWriter:
     """
 
     def __init__(self, size_hint: int = 1024) -> None:
-        self._b = flatbuffers.Builder(min(-(-max(size_hint, 64) // 8) * 8, MAX_BUFFER_SIZE))
+        self._b = FastBuilder(min(-(-max(size_hint, 64) // 8) * 8, MAX_BUFFER_SIZE))
         self._tables: list[int] = []
         self._pending: list[np.ndarray] = []
 

@@ -28,6 +28,7 @@ from icechunk.format._manifest_wire import (
     F_INDEX,
     Segments,
     WireArray,
+    sorted_unique,
     strided_gather,
     unaligned_u32,
 )
@@ -154,7 +155,7 @@ def _vtable_groups(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     more than ``_MAX_VTABLES``.
     """
     n = vt.shape[0]
-    cand = np.unique(np.concatenate([vt[:16], vt[:: max(1, n // 256)]]))
+    cand = sorted_unique(np.concatenate([vt[:16], vt[:: max(1, n // 256)]]))
     for _ in range(2):
         if cand.shape[0] <= 4:
             # a few comparisons beat a binary search per table
@@ -169,8 +170,7 @@ def _vtable_groups(vt: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
             miss = cand[gid] != vt
         if not miss.any():
             return cand, gid
-        extra = np.unique(vt[miss][:4096])
-        cand = np.union1d(cand, extra)
+        cand = sorted_unique(np.concatenate([cand, vt[miss][:4096]]))
         if cand.shape[0] > _MAX_VTABLES:
             return None
     return None

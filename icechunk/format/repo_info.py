@@ -17,13 +17,27 @@ from typing import Any, TypeVar
 import flatbuffers
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
+from icechunk.format._fastbuilder import (
+    BOOL,
+    EMPTY_VECTOR,
+    OFFSET,
+    STRING,
+    STRUCT,
+    U8,
+    U16,
+    U32,
+    U64,
+    FastBuilder,
+    add_offsets_vector,
+    add_table,
+)
+from icechunk.format._fastbuilder import I32 as _I32
 from icechunk.format._flatbuf import (
     Table,
     create_byte_vector,
     create_struct_vector,
     decoding,
     finish,
-    prepend_struct_slot,
     root_table,
 )
 from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
@@ -262,10 +276,7 @@ def _serialization_error(message: str) -> FormatError:
 
 
 def _offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
-    builder.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-        builder.PrependUOffsetTRelative(off)
-    return int(builder.EndVector())
+    return add_offsets_vector(builder, offsets)
 
 
 def _u16_vector(builder: flatbuffers.Builder, values: tuple[int, ...]) -> int:
@@ -280,10 +291,7 @@ def _metadata_vector(builder: flatbuffers.Builder, metadata: dict[str, Any]) -> 
     for key in sorted(metadata, key=lambda k: k.encode("utf-8")):
         name = builder.CreateSharedString(key)
         value = create_byte_vector(builder, flex_dumps(metadata[key]))
-        builder.StartObject(2)
-        builder.PrependUOffsetTRelativeSlot(1, value, 0)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-        items.append(builder.EndObject())
+        items.append(add_table(builder, 2, [(OFFSET, 1, value), (OFFSET, 0, name)]))
     return _offsets_vector(builder, items)
 
 
@@ -297,79 +305,60 @@ def _refs_vector(
             raise _serialization_error(
                 f"{what} {ref_name!r} points to snapshot {refs[ref_name]}, which is not listed"
             )
-        name = builder.CreateString(ref_name)
-        builder.StartObject(2)
-        builder.PrependUint32Slot(1, target, 0)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-        tables.append(builder.EndObject())
+        tables.append(add_table(builder, 2, [(U32, 1, target), (STRING, 0, ref_name.encode())]))
     return _offsets_vector(builder, tables)
 
 
 def _status_table(builder: flatbuffers.Builder, status: RepoStatusRecord) -> int:
-    reason = builder.CreateString(status.reason) if status.reason is not None else None
-    builder.StartObject(3)
-    builder.PrependUint64Slot(1, status.set_at, 0)
-    if reason is not None:
-        builder.PrependUOffsetTRelativeSlot(2, reason, 0)
-    builder.PrependUint8Slot(0, int(status.availability), 0)
-    return int(builder.EndObject())
+    reason = status.reason.encode() if status.reason is not None else None
+    return add_table(
+        builder, 3, [(U64, 1, status.set_at), (STRING, 2, reason), (U8, 0, int(status.availability))]
+    )
 
 
 def _update_member(builder: flatbuffers.Builder, kind: UpdateKind) -> int:
     """The union member table of one ops-log entry (strings and nested tables first)."""
+    fields: list[tuple[int, int, Any]]
     if isinstance(kind, (RepoInitialized, ConfigChanged, MetadataChanged, GCRan, ExpirationRan)):
-        builder.StartObject(0)
-    elif isinstance(kind, RepoMigrated):
-        builder.StartObject(2)
-        builder.PrependUint8Slot(1, kind.to_version, 0)
-        builder.PrependUint8Slot(0, kind.from_version, 0)
-    elif isinstance(kind, (TagCreated, BranchCreated)):
-        name = builder.CreateString(kind.name)
-        builder.StartObject(1)
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-    elif isinstance(kind, (TagDeleted, BranchDeleted, BranchReset)):
-        name = builder.CreateString(kind.name)
-        builder.StartObject(2)
-        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, name, 0)
-    elif isinstance(kind, NewCommit):
-        branch = builder.CreateString(kind.branch)
-        builder.StartObject(2)
-        prepend_struct_slot(builder, 1, bytes(kind.new_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
-    elif isinstance(kind, CommitAmended):
-        branch = builder.CreateString(kind.branch)
-        builder.StartObject(3)
-        prepend_struct_slot(builder, 2, bytes(kind.new_snap_id))
-        prepend_struct_slot(builder, 1, bytes(kind.previous_snap_id))
-        builder.PrependUOffsetTRelativeSlot(0, branch, 0)
-    elif isinstance(kind, NewDetachedSnapshot):
-        builder.StartObject(1)
-        prepend_struct_slot(builder, 0, bytes(kind.new_snap_id))
-    elif isinstance(kind, FeatureFlagChanged):
-        builder.StartObject(3)
-        builder.PrependUint16Slot(0, kind.id, 0)
-        builder.PrependBoolSlot(2, kind.is_set, False)
-        builder.PrependBoolSlot(1, kind.new_value, False)
-    elif isinstance(kind, RepoStatusChanged):
+        return add_table(builder, 0, [])
+    if isinstance(kind, RepoMigrated):
+        return add_table(builder, 2, [(U8, 1, kind.to_version), (U8, 0, kind.from_version)])
+    if isinstance(kind, NewCommit):  # the common one first
+        fields = [(STRUCT, 1, _id12(kind.new_snap_id)), (STRING, 0, kind.branch.encode())]
+        return add_table(builder, 2, fields)
+    if isinstance(kind, (TagCreated, BranchCreated)):
+        return add_table(builder, 1, [(STRING, 0, kind.name.encode())])
+    if isinstance(kind, (TagDeleted, BranchDeleted, BranchReset)):
+        fields = [(STRUCT, 1, _id12(kind.previous_snap_id)), (STRING, 0, kind.name.encode())]
+        return add_table(builder, 2, fields)
+    if isinstance(kind, CommitAmended):
+        fields = [
+            (STRUCT, 2, _id12(kind.new_snap_id)),
+            (STRUCT, 1, _id12(kind.previous_snap_id)),
+            (STRING, 0, kind.branch.encode()),
+        ]
+        return add_table(builder, 3, fields)
+    if isinstance(kind, NewDetachedSnapshot):
+        return add_table(builder, 1, [(STRUCT, 0, _id12(kind.new_snap_id))])
+    if isinstance(kind, FeatureFlagChanged):
+        fields = [(U16, 0, kind.id), (BOOL, 2, kind.is_set), (BOOL, 1, kind.new_value)]
+        return add_table(builder, 3, fields)
+    if isinstance(kind, RepoStatusChanged):
         status = _status_table(builder, kind.status)
-        builder.StartObject(1)
-        builder.PrependUOffsetTRelativeSlot(0, status, 0)
-    else:
-        raise _serialization_error(f"unknown ops-log entry {kind!r}")
-    return int(builder.EndObject())
+        return add_table(builder, 1, [(OFFSET, 0, status)])
+    raise _serialization_error(f"unknown ops-log entry {kind!r}")
+
+
+def _id12(sid: SnapshotId) -> bytes:
+    raw = bytes(sid)
+    if len(raw) != 12:
+        raise _serialization_error(f"a snapshot id must have 12 bytes, not {len(raw)}")
+    return raw
 
 
 def _snapshot_table(
     builder: flatbuffers.Builder, entry: SnapshotEntry, index: dict[bytes, int]
 ) -> int:
-    metadata = _metadata_vector(builder, entry.metadata)
-    pruned = None
-    if entry.pruned_ancestor_tx_logs:  # never written empty (FORMAT.md §3.7)
-        pruned = create_struct_vector(
-            builder, [bytes(s) for s in entry.pruned_ancestor_tx_logs], 12, 1
-        )
-    message = builder.CreateString(entry.message)
     if entry.parent_id is None:
         parent = -1
     else:
@@ -379,18 +368,37 @@ def _snapshot_table(
                 f"the parent {entry.parent_id} of snapshot {entry.id} is not listed"
             )
         parent = found
-    builder.StartObject(6)
-    builder.PrependUint64Slot(2, entry.flushed_at, 0)
-    if pruned is not None:
-        builder.PrependUOffsetTRelativeSlot(5, pruned, 0)
-    builder.PrependUOffsetTRelativeSlot(4, metadata, 0)
-    builder.PrependUOffsetTRelativeSlot(3, message, 0)
-    builder.PrependInt32Slot(1, parent, 0)
-    prepend_struct_slot(builder, 0, bytes(entry.id))
-    return int(builder.EndObject())
+    message = entry.message.encode()
+    if not entry.metadata and not entry.pruned_ancestor_tx_logs:
+        if isinstance(builder, FastBuilder):
+            return builder.snapshot_entry(entry.flushed_at, message, parent, _id12(entry.id))
+        # the common entry, in one call: empty metadata vector, message, table
+        fields = [
+            (U64, 2, entry.flushed_at),
+            (EMPTY_VECTOR, 4, None),
+            (STRING, 3, message),
+            (_I32, 1, parent),
+            (STRUCT, 0, _id12(entry.id)),
+        ]
+        return add_table(builder, 6, fields)
+    metadata = _metadata_vector(builder, entry.metadata)
+    pruned = 0
+    if entry.pruned_ancestor_tx_logs:  # never written empty (FORMAT.md §3.7)
+        pruned = create_struct_vector(
+            builder, [bytes(s) for s in entry.pruned_ancestor_tx_logs], 12, 1
+        )
+    fields = [
+        (U64, 2, entry.flushed_at),
+        (OFFSET, 5, pruned),
+        (OFFSET, 4, metadata),
+        (STRING, 3, message),
+        (_I32, 1, parent),
+        (STRUCT, 0, _id12(entry.id)),
+    ]
+    return add_table(builder, 6, fields)
 
 
-def _build(info: RepoInfo) -> bytes:
+def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
     if "main" not in info.branches:
         raise _serialization_error("the branch 'main' is missing")
     ordered = sorted(info.snapshots.values(), key=lambda e: bytes(e.id))
@@ -398,7 +406,7 @@ def _build(info: RepoInfo) -> bytes:
     for key, entry in info.snapshots.items():
         if bytes(key) != bytes(entry.id):
             raise _serialization_error(f"snapshot {entry.id} is listed under the key {key}")
-    builder = flatbuffers.Builder(4096)
+    builder = builder_class(4096)
     tags = _refs_vector(builder, info.tags, index, "tag")
     branches = _refs_vector(builder, info.branches, index, "branch")
     deleted = _offsets_vector(
@@ -422,18 +430,26 @@ def _build(info: RepoInfo) -> bytes:
         else None
     )
     updates = []
+    fast = isinstance(builder, FastBuilder)
     for update in info.latest_updates:
+        if fast and type(update.kind) is NewCommit:  # the bulk of every ops log
+            backup = update.backup_path.encode() if update.backup_path is not None else None
+            updates.append(
+                builder.new_commit_update(
+                    update.updated_at, backup, update.kind.branch.encode(),
+                    _id12(update.kind.new_snap_id), _UPDATE_TYPES[NewCommit],
+                )
+            )
+            continue
         member = _update_member(builder, update.kind)
-        backup = (
-            builder.CreateString(update.backup_path) if update.backup_path is not None else None
-        )
-        builder.StartObject(4)
-        builder.PrependUint64Slot(2, update.updated_at, 0)
-        if backup is not None:
-            builder.PrependUOffsetTRelativeSlot(3, backup, 0)
-        builder.PrependUOffsetTRelativeSlot(1, member, 0)
-        builder.PrependUint8Slot(0, _UPDATE_TYPES[type(update.kind)], 0)
-        updates.append(builder.EndObject())
+        backup = update.backup_path.encode() if update.backup_path is not None else None
+        fields = [
+            (U64, 2, update.updated_at),
+            (STRING, 3, backup),
+            (OFFSET, 1, member),
+            (U8, 0, _UPDATE_TYPES[type(update.kind)]),
+        ]
+        updates.append(add_table(builder, 4, fields))
     updates_vec = _offsets_vector(builder, updates)
     before = (
         builder.CreateString(info.repo_before_updates)
@@ -628,6 +644,126 @@ def _check_acyclic(parents: list[int], ids: list[SnapshotId], name: str) -> None
             state[j] = 2
 
 
+_RU16 = struct.Struct("<H").unpack_from
+_RU32 = struct.Struct("<I").unpack_from
+_RI32 = struct.Struct("<i").unpack_from
+_RU64 = struct.Struct("<Q").unpack_from
+
+
+def _table_positions(buf: bytes, root: Table, slot: int) -> list[int]:
+    """Positions of the tables of a vector-of-tables field (empty when absent)."""
+    v = root.vector(slot)
+    if v is None:
+        return []
+    start, n = v
+    if start + 4 * n > len(buf):
+        raise IndexError("vector out of bounds")
+    return [start + 4 * i + _RU32(buf, start + 4 * i)[0] for i in range(n)]
+
+
+def _fields(buf: bytes, pos: int, nslots: int, cache: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    """Absolute position of each of the first ``nslots`` fields of the table at ``pos``
+    (0 = absent), like :meth:`Table.field` but reading each distinct vtable once."""
+    if pos >= len(buf):
+        raise IndexError("table out of bounds")
+    vt = pos - _RI32(buf, pos)[0]
+    offsets = cache.get(vt)
+    if offsets is None:
+        if vt < 0:
+            raise IndexError("table out of bounds")
+        vtlen = _RU16(buf, vt)[0]
+        if vt + vtlen > len(buf):
+            raise IndexError("table out of bounds")
+        offsets = tuple(_RU16(buf, vt + 4 + 2 * k)[0] if 4 + 2 * k < vtlen else 0 for k in range(nslots))
+        cache[vt] = offsets
+    return tuple(pos + o if o else 0 for o in offsets)
+
+
+def _string_at(buf: bytes, field: int) -> str:
+    p = field + _RU32(buf, field)[0]
+    if p >= len(buf):
+        raise IndexError("offset out of bounds")
+    n = _RU32(buf, p)[0]
+    if p + 4 + n > len(buf):
+        raise IndexError("string out of bounds")
+    return buf[p + 4 : p + 4 + n].decode("utf-8")
+
+
+def _id_at(buf: bytes, field: int) -> SnapshotId:
+    if field + 12 > len(buf):
+        raise IndexError("struct out of bounds")
+    return SnapshotId(buf[field : field + 12])
+
+
+def _decode_snapshot_rows(
+    buf: bytes, root: Table, name: str
+) -> list[tuple[SnapshotId, int, int, str, dict[str, Any], tuple[SnapshotId, ...] | None]]:
+    """``(id, parent index, flushed_at, message, metadata, pruned)`` of every snapshot.
+
+    The common entry (no metadata, no pruned logs) is read field by field with cached vtables;
+    anything else goes through :class:`Table`, as all of them once did.
+    """
+    cache: dict[int, tuple[int, ...]] = {}
+    rows = []
+    for pos in _table_positions(buf, root, 4):
+        f_id, f_parent, f_time, f_message, f_metadata, f_pruned = _fields(buf, pos, 6, cache)
+        if not f_id:
+            raise _corrupt(name, "required field SnapshotInfo.id is missing")
+        if not f_message:
+            raise _corrupt(name, "required field SnapshotInfo.message is missing")
+        metadata: dict[str, Any] = {}
+        if f_metadata:
+            p = f_metadata + _RU32(buf, f_metadata)[0]
+            if p >= len(buf):
+                raise IndexError("offset out of bounds")
+            if _RU32(buf, p)[0]:
+                metadata = _decode_metadata(Table(buf, pos), 4, name)
+        pruned = None
+        if f_pruned:
+            pruned = tuple(SnapshotId(raw) for raw in Table(buf, pos).struct_vector(5, 12))
+        rows.append((
+            _id_at(buf, f_id),
+            _RI32(buf, f_parent)[0] if f_parent else 0,
+            _RU64(buf, f_time)[0] if f_time else 0,
+            _string_at(buf, f_message),
+            metadata,
+            pruned,
+        ))
+    return rows
+
+
+def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
+    """The ops-log page; NewCommit entries (nearly all of them) without :class:`Table`."""
+    cache: dict[int, tuple[int, ...]] = {}
+    member_cache: dict[int, tuple[int, ...]] = {}
+    updates = []
+    for pos in _table_positions(buf, root, 7):
+        f_type, f_member, f_time, f_backup = _fields(buf, pos, 4, cache)
+        type_id = buf[f_type] if f_type else 0
+        if not f_member:
+            raise _corrupt(name, "required field Update.update_type is missing")
+        member = f_member + _RU32(buf, f_member)[0]
+        if member >= len(buf):
+            raise IndexError("offset out of bounds")
+        if type_id == 10:
+            f_branch, f_new = _fields(buf, member, 2, member_cache)
+            if not f_branch:
+                raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
+            if not f_new:
+                raise _corrupt(name, "required field new_snap_id is missing")
+            kind: UpdateKind = NewCommit(_string_at(buf, f_branch), _id_at(buf, f_new))
+        else:
+            kind = _decode_update_kind(type_id, Table(buf, member), name)
+        updates.append(
+            UpdateEntry(
+                kind=kind,
+                updated_at=_RU64(buf, f_time)[0] if f_time else 0,
+                backup_path=_string_at(buf, f_backup) if f_backup else None,
+            )
+        )
+    return updates
+
+
 def _decode(buf: bytes, name: str) -> RepoInfo:
     root = root_table(buf)
     spec_version = root.u8(0)
@@ -639,28 +775,25 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
         )
     if not root.has(4):
         raise _corrupt(name, "required field snapshots is missing")
-    snap_tables = root.tables(4)
-    ids = [_snapshot_id(t, 0, name, "SnapshotInfo.id") for t in snap_tables]
+    rows = _decode_snapshot_rows(buf, root, name)
+    ids = [row[0] for row in rows]
     if len(set(ids)) != len(ids):
         raise _corrupt(name, "a snapshot id is listed twice")
     parents = []
-    for i, table in enumerate(snap_tables):
-        parent = table.i32(1)
+    for i, row in enumerate(rows):
+        parent = row[1]
         if parent < -1 or parent >= len(ids) or parent == i:
             raise _corrupt(name, f"snapshot {ids[i]} has parent_offset {parent} out of range")
         parents.append(parent)
     _check_acyclic(parents, ids, name)
     snapshots: dict[SnapshotId, SnapshotEntry] = {}
-    for sid, parent, table in zip(ids, parents, snap_tables, strict=True):
-        pruned = None
-        if table.has(5):
-            pruned = tuple(SnapshotId(raw) for raw in table.struct_vector(5, 12))
+    for (sid, _, flushed_at, message, metadata, pruned), parent in zip(rows, parents, strict=True):
         snapshots[sid] = SnapshotEntry(
             id=sid,
             parent_id=ids[parent] if parent >= 0 else None,
-            flushed_at=table.u64(2),
-            message=_required(table.string(3), name, "SnapshotInfo.message"),
-            metadata=_decode_metadata(table, 4, name),
+            flushed_at=flushed_at,
+            message=message,
+            metadata=metadata,
             pruned_ancestor_tx_logs=pruned,
         )
     tags = _decode_refs(root, 1, ids, name, "tag")
@@ -670,16 +803,7 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
     status = _decode_status(_required(root.table(5), name, "status"))
     if not root.has(7):
         raise _corrupt(name, "required field latest_updates is missing")
-    updates = []
-    for table in root.tables(7):
-        member = _required(table.table(1), name, "Update.update_type")
-        updates.append(
-            UpdateEntry(
-                kind=_decode_update_kind(table.u8(0), member, name),
-                updated_at=table.u64(2),
-                backup_path=table.string(3),
-            )
-        )
+    updates = _decode_updates(buf, root, name)
     return RepoInfo(
         tags=tags,
         branches=branches,

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import flatbuffers
 
 from icechunk._errors import ErrorKind, FormatError
+from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format._flatbuf import (
     Table,
     create_struct_vector,
@@ -316,7 +317,7 @@ def snapshot_flatbuffer(snapshot: Snapshot, spec_version: int = 2) -> bytes:
 
 
 def _build(snapshot: Snapshot, spec_version: int) -> bytes:
-    builder = flatbuffers.Builder(1024)
+    builder = FastBuilder(1024)
     manifest_files, manifest_files_v2 = _manifest_files(
         builder, sorted(snapshot.manifest_files, key=lambda info: bytes(info.id)), spec_version
     )

@@ -11,6 +11,7 @@ import flatbuffers
 import numpy as np
 
 from icechunk._errors import ErrorKind, FormatError
+from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format._flatbuf import (
     Table,
     create_struct_vector,
@@ -333,7 +334,7 @@ def _build(log: TransactionLog, spec_version: int) -> bytes:
         (node, normalize_chunk_coords(log.updated_chunks[node]))
         for node in sorted(log.updated_chunks)
     ]
-    builder = flatbuffers.Builder(_size_hint(log, chunks))
+    builder = FastBuilder(_size_hint(log, chunks))
     id_lists = (
         log.new_groups,
         log.new_arrays,

@@ -40,35 +40,73 @@ def find_python(minor: str) -> str | None:
     return None
 
 
-def reference_python(version: str) -> Path:
-    """The interpreter of a virtualenv holding ``icechunk==version`` (created once, cached).
+class ReferenceUnavailable(Exception):
+    """The reference cannot run here (no suitable Python, or no package index)."""
 
-    Skips the calling test when no suitable Python exists or the package index is unreachable.
+
+def ensure_reference(version: str, extra: tuple[str, ...] = (), flavour: str = "") -> Path:
+    """The interpreter of a cached virtualenv holding ``icechunk==version`` (+ ``extra`` packages).
+
+    ``flavour`` names a separate venv (``<version>-<flavour>``) so that heavier installs (the
+    benchmarks' xarray/dask) never disturb the one the tests share.
+
+    Raises
+    ------
+    ReferenceUnavailable
+        When no suitable Python exists or the package index is unreachable.
     """
     minor = PYTHON_FOR[version]
-    venv = CACHE / version
+    name = f"{version}-{flavour}" if flavour else version
+    venv = CACHE / name
     python = venv / "bin" / "python"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{version}.lock", "w") as lock:
+    with open(CACHE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if python.exists() and (venv / "ok").exists():
+            _ensure_extras(python, venv, extra)
             return python
         base = find_python(minor)
         if base is None:
-            pytest.skip(f"icechunk {version} needs Python {minor}, which is not installed here")
+            raise ReferenceUnavailable(f"icechunk {version} needs Python {minor}, which is not installed here")
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy"],
+            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy", *extra],
             capture_output=True,
             text=True,
             timeout=900,
         )
         if install.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
-            pytest.skip(f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}")
+            raise ReferenceUnavailable(
+                f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}"
+            )
         (venv / "ok").write_text("ok")
+        (venv / "extras").write_text("\n".join(sorted(extra)))
     return python
+
+
+def _ensure_extras(python: Path, venv: Path, extra: tuple[str, ...]) -> None:
+    """Install extra packages asked for since the virtualenv was built."""
+    marker = venv / "extras"
+    have = set(marker.read_text().split()) if marker.exists() else set()
+    missing = sorted(set(extra) - have)
+    if not missing:
+        return
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *missing], capture_output=True, text=True, timeout=900
+    )
+    if install.returncode != 0:
+        raise ReferenceUnavailable(f"cannot install {missing} next to the reference: {install.stderr[-500:]}")
+    marker.write_text("\n".join(sorted(have | set(missing))))
+
+
+def reference_python(version: str) -> Path:
+    """:func:`ensure_reference` for tests: skips the calling test when the reference cannot run."""
+    try:
+        return ensure_reference(version)
+    except ReferenceUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def run_reference(version: str, script: str, *args: str, timeout: float = 300) -> Any:
@@ -85,4 +123,25 @@ def run_reference(version: str, script: str, *args: str, timeout: float = 300) -
     )
     if proc.returncode != 0:
         raise AssertionError(f"reference icechunk {version} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_ours(script: str, *args: str, timeout: float = 300) -> Any:
+    """Run ``script`` with this package (our worktree first on the path), like :func:`run_reference`.
+
+    Running our side in a subprocess too keeps both implementations under identical conditions
+    (fresh interpreter, same script text).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd="/",
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"this package failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -49,7 +49,7 @@ def _run(tmp_path: Path, n: int, files: int) -> None:
     got = arr.get_coordinate_selection((picks // cols, picks % cols))
     expected = np.where(picks % cols == cols - 1, 0, picks).astype(np.uint64)
     np.testing.assert_array_equal(got, expected)
-    assert len(ro.all_virtual_chunk_locations()) == files
+    assert len(set(ro.all_virtual_chunk_locations())) == files
 
 
 def test_200k_virtual_refs(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_netcdf_catalog_to_repository_and_append(tmp_path: Path, catalog: Path) 
         kinds = np.concatenate([b[1] for b in batches])
         assert kinds.tolist() == [ic.ChunkType.virtual.value] * nchunks, name
         assert {p for b in batches for p in b[2]} == {f"file://{catalog}/day1.nc"}
-    assert ro.all_virtual_chunk_locations() == [f"file://{catalog}/day1.nc"]
+    assert set(ro.all_virtual_chunk_locations()) == {f"file://{catalog}/day1.nc"}
     chunk_objects = tmp_path / "repo" / "chunks"
     assert not chunk_objects.exists() or not any(chunk_objects.iterdir())
 
@@ -159,7 +159,7 @@ def test_netcdf_catalog_to_repository_and_append(tmp_path: Path, catalog: Path) 
     session = repo.writable_session("main")
     _open_virtual(catalog / "day2.nc").vz.to_icechunk(session.store, append_dim="time")
     session.commit("day 2")
-    assert sorted(repo.readonly_session("main").all_virtual_chunk_locations()) == [
+    assert sorted(set(repo.readonly_session("main").all_virtual_chunk_locations())) == [
         f"file://{catalog}/day1.nc", f"file://{catalog}/day2.nc"
     ]
 
