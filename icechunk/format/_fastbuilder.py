@@ -100,6 +100,15 @@ def add_offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
 class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
     """Drop-in replacement for ``flatbuffers.Builder`` (same output, fewer Python calls)."""
 
+    # the stock builder's state (it ships no type information)
+    Bytes: bytearray
+    head: int
+    minalign: int
+    nested: bool
+    vectorNumElems: int | None
+    current_vtable: Any  # list[int] while a table is open, else None
+    vtables: dict[Any, int]
+
     def Clear(self) -> None:
         super().Clear()
         self.Bytes = bytearray(len(self.Bytes))  # padding relies on never-written zeros
