@@ -16,13 +16,25 @@ stock ``TypeError``.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import flatbuffers
 from flatbuffers.builder import IsNestedError, IsNotNestedError, OffsetArithmeticError
 
 __all__ = [
-    "BOOL", "EMPTY_VECTOR", "I32", "OFFSET", "STRING", "STRUCT", "U8", "U16", "U32", "U64", "FastBuilder", "add_offsets_vector",
+    "BOOL",
+    "EMPTY_VECTOR",
+    "I32",
+    "OFFSET",
+    "STRING",
+    "STRUCT",
+    "U8",
+    "U16",
+    "U32",
+    "U64",
+    "FastBuilder",
+    "add_offsets_vector",
     "add_table",
 ]
 
@@ -45,16 +57,26 @@ _PACK_I64 = struct.Struct("<q").pack_into
 
 
 _SCALAR_KINDS: dict[int, tuple[int, Any]] = {
-    U8: (1, _PACK_U8), BOOL: (1, _PACK_BOOL), U16: (2, _PACK_U16), U32: (4, _PACK_U32),
-    I32: (4, _PACK_I32), U64: (8, _PACK_U64),
+    U8: (1, _PACK_U8),
+    BOOL: (1, _PACK_BOOL),
+    U16: (2, _PACK_U16),
+    U32: (4, _PACK_U32),
+    I32: (4, _PACK_I32),
+    U64: (8, _PACK_U64),
 }
 _STOCK_SLOT = {
-    U8: "PrependUint8Slot", BOOL: "PrependBoolSlot", U16: "PrependUint16Slot",
-    U32: "PrependUint32Slot", I32: "PrependInt32Slot", U64: "PrependUint64Slot",
+    U8: "PrependUint8Slot",
+    BOOL: "PrependBoolSlot",
+    U16: "PrependUint16Slot",
+    U32: "PrependUint32Slot",
+    I32: "PrependInt32Slot",
+    U64: "PrependUint64Slot",
 }
 
 
-def add_table(builder: flatbuffers.Builder, nfields: int, fields: list[tuple[int, int, Any]]) -> int:
+def add_table(
+    builder: flatbuffers.Builder, nfields: int, fields: list[tuple[int, int, Any]]
+) -> int:
     """Write a whole table: ``fields`` are ``(kind, slot, value)`` in prepend order.
 
     Same bytes as creating the STRING / EMPTY_VECTOR fields' objects first (in field order),
@@ -97,6 +119,29 @@ def add_offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
     return int(builder.EndVector())
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A memoized object's bytes (see ``FastBuilder._splice``); positions count from its low end."""
+
+    data: bytes
+    parent_at: int  # the i32 parent index to patch (-1: none)
+    inner: tuple[tuple[int, Any], ...]  # (vtable-offset slot, vtable key) of inner tables
+    vtable: Any  # the last table's vtable key: (*reversed(field offsets), object size)
+    minalign: int
+
+
+# content + start alignment -> block; bounded so a huge repository cannot grow them forever
+_SNAPSHOT_BLOCKS: dict[Any, _Block] = {}
+_UPDATE_BLOCKS: dict[Any, _Block] = {}
+_MAX_BLOCKS = 200_000
+
+
+def _remember(memo: dict[Any, _Block], key: Any, block: _Block) -> None:
+    if len(memo) >= _MAX_BLOCKS:
+        memo.clear()
+    memo[key] = block
+
+
 class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
     """Drop-in replacement for ``flatbuffers.Builder`` (same output, fewer Python calls)."""
 
@@ -108,6 +153,7 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
     vectorNumElems: int | None
     current_vtable: Any  # list[int] while a table is open, else None
     vtables: dict[Any, int]
+    _last_vtable: tuple[Any, bool] = ((), False)  # key and "was new" of the last _end_table
 
     def Clear(self) -> None:
         super().Clear()
@@ -445,6 +491,7 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         object_size = object_offset - object_end
         key = (*reversed(rel), object_size)
         existing = self.vtables.get(key)
+        self._last_vtable = (key, existing is None)
         if existing is None:
             vt_bytes = (used + 2) * 2
             head -= vt_bytes
@@ -455,6 +502,67 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         if self.minalign < 4:
             self.minalign = 4
         return object_offset
+
+    # ---- memoized objects: re-encoding a repo info copies what it wrote last time -------------
+    #
+    # A commit rewrites the whole repo info: every snapshot entry and ops-log update it held
+    # before is written again, byte for byte the same except for (a) where it lands, (b) the
+    # snapshot's parent index and (c) the offsets to vtables shared with other tables.  Inside
+    # an object every offset is relative, so its bytes depend only on its content and on the
+    # 8-byte alignment it starts at.  A block is those bytes, from the object's start down to
+    # its last table's vtable-offset slot; splicing it back and patching (b) and (c) gives the
+    # bytes the field-by-field path would write.
+
+    def _splice(self, block: _Block, parent: int) -> int:
+        """Write a memoized object where the field-by-field path would; returns its offset."""
+        data = block.data
+        n = len(data)
+        if self.head < n + 64:  # the block plus a vtable of at most 6 slots and padding
+            self._grow(n + 64)
+        buf, size = self.Bytes, len(self.Bytes)
+        top = self.head
+        low = top - n
+        buf[low:top] = data
+        if block.parent_at >= 0:
+            _PACK_I32(buf, low + block.parent_at, parent)
+        for at, key in block.inner:  # inner tables: their shared vtable exists (checked)
+            _PACK_I32(buf, low + at, self.vtables[key] - (size - low - at))
+        object_offset = size - low
+        existing = self.vtables.get(block.vtable)
+        head = low
+        if existing is None:
+            words = block.vtable
+            used = len(words) - 1
+            head -= (used + 2) * 2
+            struct.pack_into(
+                f"<{used + 2}H", buf, head, (used + 2) * 2, words[-1], *reversed(words[:-1])
+            )
+            existing = self.vtables[block.vtable] = size - head
+        _PACK_I32(buf, low, existing - object_offset)
+        self.head = head
+        if self.minalign < block.minalign:
+            self.minalign = block.minalign
+        return object_offset
+
+    def _capture(
+        self,
+        start: int,
+        object_offset: int,
+        parent_off: int,
+        inner: tuple[tuple[int, Any], ...],
+        minalign: int,
+    ) -> _Block:
+        """The block of an object just written from ``start`` (offset from the end) down to
+        ``object_offset``; ``parent_off`` / ``inner`` placeholders given as offsets from the end."""
+        size = len(self.Bytes)
+        low = size - object_offset
+        return _Block(
+            data=bytes(self.Bytes[low : size - start]),
+            parent_at=object_offset - parent_off if parent_off else -1,
+            inner=tuple((object_offset - off, key) for off, key in inner),
+            vtable=self._last_vtable[0],
+            minalign=minalign,
+        )
 
     def _string_at(self, head: int, data: bytes) -> int:
         """Write a string ending at ``head`` (space already reserved); returns the new head."""
@@ -477,6 +585,23 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
             raise IsNestedError()
         if len(sid) != 12:
             raise ValueError("a snapshot id has 12 bytes")
+        start = len(self.Bytes) - self.head
+        key = (sid, message, flushed_at, parent != 0, start & 7)
+        block = _SNAPSHOT_BLOCKS.get(key)
+        if block is not None:
+            return self._splice(block, parent)
+        object_offset, parent_off = self._snapshot_entry(flushed_at, message, parent, sid)
+        _remember(
+            _SNAPSHOT_BLOCKS,
+            key,
+            self._capture(start, object_offset, parent_off, (), 8 if flushed_at else 4),
+        )
+        return object_offset
+
+    def _snapshot_entry(
+        self, flushed_at: int, message: bytes, parent: int, sid: bytes
+    ) -> tuple[int, int]:
+        """The field-by-field path; returns the table's offset and its parent's (0: absent)."""
         need = len(message) + 96
         if self.head < need:
             self._grow(need)
@@ -507,7 +632,7 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         head -= 12
         buf[head : head + 12] = sid
         vt[0] = size - head
-        return self._end_table(head, object_end, vt)
+        return self._end_table(head, object_end, vt), vt[1]
 
     def new_commit_update(
         self, updated_at: int, backup: bytes | None, branch: bytes, new_id: bytes, type_id: int
@@ -522,6 +647,25 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
             raise IsNestedError()
         if len(new_id) != 12:
             raise ValueError("a snapshot id has 12 bytes")
+        start = len(self.Bytes) - self.head
+        key = (updated_at, backup, branch, new_id, type_id, start & 7)
+        block = _UPDATE_BLOCKS.get(key)
+        if block is not None and block.inner[0][1] in self.vtables:
+            return self._splice(block, 0)
+        object_offset, member, member_vtable = self._new_commit_update(
+            updated_at, backup, branch, new_id, type_id
+        )
+        if not member_vtable[1]:  # the member's vtable is shared, not inside the block
+            inner = ((member, member_vtable[0]),)
+            minalign = 8 if updated_at else 4
+            _remember(_UPDATE_BLOCKS, key, self._capture(start, object_offset, 0, inner, minalign))
+        return object_offset
+
+    def _new_commit_update(
+        self, updated_at: int, backup: bytes | None, branch: bytes, new_id: bytes, type_id: int
+    ) -> tuple[int, int, tuple[Any, bool]]:
+        """The field-by-field path; returns the offsets of the update and member tables and the
+        member's vtable key with whether it was new."""
         need = len(branch) + (len(backup) if backup is not None else 0) + 128
         if self.head < need:
             self._grow(need)
@@ -535,6 +679,7 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         _PACK_U32(buf, head - 4, size - head + 4 - name)
         head -= 4
         member = self._end_table(head, object_end, [size - head, slot1])
+        member_vtable = self._last_vtable
         head = self.head
         backup_at = 0
         if backup is not None:
@@ -560,4 +705,4 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
             head -= 1
             _PACK_U8(buf, head, type_id)
             vt[0] = size - head
-        return self._end_table(head, object_end, vt)
+        return self._end_table(head, object_end, vt), member, member_vtable

@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 from icechunk.format import _fastbuilder as fb
 from icechunk.format import _flatbuf
 from icechunk.format._fastbuilder import FastBuilder
-from icechunk.format.repo_info import RepoInfo, _build
+from icechunk.format.ids import SnapshotId
+from icechunk.format.repo_info import (
+    NewCommit,
+    RepoInfo,
+    RepoInitialized,
+    RepoStatusRecord,
+    SnapshotEntry,
+    TagCreated,
+    UpdateEntry,
+    _build,
+)
 from tests.format.test_repo_info import repo_infos
 
 _SCALARS = {
@@ -51,11 +61,18 @@ _TABLE_KINDS = {
     fb.EMPTY_VECTOR: st.none(),
 }
 _table_field = st.one_of(
-    *(st.tuples(st.just(k), v | st.just(0) if k < fb.STRUCT else v) for k, v in _TABLE_KINDS.items())
+    *(
+        st.tuples(st.just(k), v | st.just(0) if k < fb.STRUCT else v)
+        for k, v in _TABLE_KINDS.items()
+    )
 )
 
 _op = st.one_of(
-    st.tuples(st.just("add_table"), st.integers(0, 8), st.lists(st.tuples(st.integers(0, 7), _table_field), max_size=8)),
+    st.tuples(
+        st.just("add_table"),
+        st.integers(0, 8),
+        st.lists(st.tuples(st.integers(0, 7), _table_field), max_size=8),
+    ),
     st.tuples(st.just("add_offsets"), st.lists(st.integers(0, 1000), max_size=6)),
     st.tuples(st.just("string"), st.text(max_size=30)),
     st.tuples(st.just("shared"), st.sampled_from(["a", "bb", "name", "ccc"])),
@@ -134,7 +151,9 @@ def _run(builder: flatbuffers.Builder, program: list[tuple[Any, ...]]) -> bytes:
 
 @given(st.lists(_op, max_size=40), st.sampled_from([1, 16, 1024]))
 def test_random_programs_give_identical_bytes(program, initial_size) -> None:
-    assert _run(FastBuilder(initial_size), program) == _run(flatbuffers.Builder(initial_size), program)
+    assert _run(FastBuilder(initial_size), program) == _run(
+        flatbuffers.Builder(initial_size), program
+    )
 
 
 @given(repo_infos())
@@ -148,3 +167,63 @@ def test_reused_builder_still_matches() -> None:
     _run(fast, program)
     fast.Clear()
     assert _run(fast, program) == _run(flatbuffers.Builder(16), program)
+
+
+def _commit_history(n: int, seed: int) -> list[RepoInfo]:
+    """The repo infos of ``n`` commits on main and a few on other branches, tags and messages
+    of varied lengths (so entries start at either 8-byte alignment), as a repository sees them."""
+    import random
+
+    rng = random.Random(seed)
+    root = SnapshotId(bytes(rng.getrandbits(8) for _ in range(12)))
+    snapshots = {root: SnapshotEntry(root, None, 1_000, "Repository initialized", {})}
+    updates = [UpdateEntry(RepoInitialized(), 1_000)]
+    branches = {"main": root}
+    tags: dict[str, SnapshotId] = {}
+    infos = []
+    for i in range(n):
+        branch = rng.choice(["main", "main", "main", "dev"])
+        parent = branches.get(branch, branches["main"])
+        sid = SnapshotId(bytes(rng.getrandbits(8) for _ in range(12)))
+        message = "m" * rng.randrange(0, 11) + f" commit {i}"
+        snapshots[sid] = SnapshotEntry(sid, parent, 2_000 + i, message, {})
+        branches[branch] = sid
+        backup = f"overwritten/{i:04d}" if i % 3 else None
+        updates.insert(0, UpdateEntry(NewCommit(branch, sid), 2_000 + i, backup))
+        if i % 7 == 3:
+            tags[f"t{i}"] = sid
+            updates.insert(0, UpdateEntry(TagCreated(f"t{i}"), 2_000 + i))
+        infos.append(
+            RepoInfo(
+                tags=dict(tags),
+                branches=dict(branches),
+                deleted_tags=set(),
+                snapshots=dict(snapshots),
+                status=RepoStatusRecord(),
+                latest_updates=list(updates),
+            )
+        )
+    return infos
+
+
+def test_memoized_entries_give_identical_bytes_commit_after_commit() -> None:
+    """Every commit re-encodes the previous entries from memoized blocks (shifted parent
+    indices, both alignments, shared vtables created in a different order): still the stock
+    builder's bytes, and the memo is really used."""
+    fb._SNAPSHOT_BLOCKS.clear()
+    fb._UPDATE_BLOCKS.clear()
+    infos = _commit_history(60, seed=7)
+    for info in infos:
+        assert _build(info, FastBuilder) == _build(info, flatbuffers.Builder)
+    assert len(fb._SNAPSHOT_BLOCKS) >= 60 and len(fb._UPDATE_BLOCKS) >= 55
+    # the last one again, from a fully warm memo, and the first ones after it (cold vtables)
+    for info in (infos[-1], infos[0], infos[1]):
+        assert _build(info, FastBuilder) == _build(info, flatbuffers.Builder)
+
+
+def test_memo_is_bounded(monkeypatch: Any) -> None:
+    monkeypatch.setattr(fb, "_MAX_BLOCKS", 10)
+    fb._SNAPSHOT_BLOCKS.clear()
+    for info in _commit_history(30, seed=3)[-3:]:
+        assert _build(info, FastBuilder) == _build(info, flatbuffers.Builder)
+    assert len(fb._SNAPSHOT_BLOCKS) <= 10
