@@ -398,6 +398,22 @@ def _snapshot_table(
     return add_table(builder, 6, fields)
 
 
+def _fast_snapshot_tables(
+    builder: FastBuilder, ordered: list[SnapshotEntry], index: dict[bytes, int]
+) -> list[int]:
+    """:func:`_snapshot_table` for each entry, with the common entry's checks hoisted out of
+    the loop (a commit re-encodes every snapshot the repository lists)."""
+    entry_table = builder.snapshot_entry
+    tables = []
+    for e in ordered:
+        parent = -1 if e.parent_id is None else index.get(e.parent_id)
+        if e.metadata or e.pruned_ancestor_tx_logs or parent is None or type(e.id) is not SnapshotId:
+            tables.append(_snapshot_table(builder, e, index))  # the general path (and errors)
+        else:  # a SnapshotId always has 12 bytes
+            tables.append(entry_table(e.flushed_at, e.message.encode(), parent, e.id))
+    return tables
+
+
 def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
     if "main" not in info.branches:
         raise _serialization_error("the branch 'main' is missing")
@@ -416,7 +432,11 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
             for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))
         ],
     )
-    snapshots = _offsets_vector(builder, [_snapshot_table(builder, e, index) for e in ordered])
+    if isinstance(builder, FastBuilder):
+        tables = _fast_snapshot_tables(builder, ordered, index)
+    else:
+        tables = [_snapshot_table(builder, e, index) for e in ordered]
+    snapshots = _offsets_vector(builder, tables)
     status = _status_table(builder, info.status)
     metadata = _metadata_vector(builder, info.metadata) if info.metadata is not None else None
     enabled = (
@@ -431,13 +451,20 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
     )
     updates = []
     fast = isinstance(builder, FastBuilder)
+    new_commit = builder.new_commit_update if fast else None
+    new_commit_type = _UPDATE_TYPES[NewCommit]
     for update in info.latest_updates:
-        if fast and type(update.kind) is NewCommit:  # the bulk of every ops log
-            backup = update.backup_path.encode() if update.backup_path is not None else None
+        kind = update.kind
+        if new_commit is not None and type(kind) is NewCommit:  # the bulk of every ops log
+            backup = update.backup_path
+            sid = kind.new_snap_id
             updates.append(
-                builder.new_commit_update(
-                    update.updated_at, backup, update.kind.branch.encode(),
-                    _id12(update.kind.new_snap_id), _UPDATE_TYPES[NewCommit],
+                new_commit(
+                    update.updated_at,
+                    backup.encode() if backup is not None else None,
+                    kind.branch.encode(),
+                    sid if type(sid) is SnapshotId else _id12(sid),
+                    new_commit_type,
                 )
             )
             continue
