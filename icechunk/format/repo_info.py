@@ -456,12 +456,12 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
     for update in info.latest_updates:
         kind = update.kind
         if new_commit is not None and type(kind) is NewCommit:  # the bulk of every ops log
-            backup = update.backup_path
+            path = update.backup_path
             sid = kind.new_snap_id
             updates.append(
                 new_commit(
                     update.updated_at,
-                    backup.encode() if backup is not None else None,
+                    path.encode() if path is not None else None,
                     kind.branch.encode(),
                     sid if type(sid) is SnapshotId else _id12(sid),
                     new_commit_type,
