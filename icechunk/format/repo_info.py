@@ -747,6 +747,44 @@ def _id_at(buf: bytes, field: int) -> SnapshotId:
     return _new_snapshot_id(buf[field : field + 12])
 
 
+def _entry_factory() -> Callable[..., SnapshotEntry]:
+    """A positional ``SnapshotEntry`` constructor that fills the slots directly.
+
+    The generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__``; the slot descriptors are a third cheaper, which counts when a
+    long-lived repository lists tens of thousands of snapshots.  Should the class ever get a
+    ``__post_init__`` or other fields, the real constructor is used.
+    """
+    names = tuple(f.name for f in dataclasses.fields(SnapshotEntry))
+    expected = ("id", "parent_id", "flushed_at", "message", "metadata", "pruned_ancestor_tx_logs")
+    if names != expected or hasattr(SnapshotEntry, "__post_init__"):
+        return SnapshotEntry
+    s0, s1, s2, s3, s4, s5 = (getattr(SnapshotEntry, n).__set__ for n in names)
+    new = object.__new__
+
+    def make(
+        sid: SnapshotId,
+        parent_id: SnapshotId | None,
+        flushed_at: int,
+        message: str,
+        metadata: dict[str, Any],
+        pruned: tuple[SnapshotId, ...] | None,
+    ) -> SnapshotEntry:
+        entry: SnapshotEntry = new(SnapshotEntry)
+        s0(entry, sid)
+        s1(entry, parent_id)
+        s2(entry, flushed_at)
+        s3(entry, message)
+        s4(entry, metadata)
+        s5(entry, pruned)
+        return entry
+
+    return make
+
+
+_make_entry = _entry_factory()
+
+
 @dataclass(slots=True)
 class _SnapshotColumns:
     ids: list[SnapshotId]
@@ -846,7 +884,7 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
     with_root: list[SnapshotId | None] = [*ids, None]  # index -1 is the root's "parent"
     parent_ids = [with_root[p] for p in parents.tolist()]
     entries = map(
-        SnapshotEntry, ids, parent_ids, cols.flushed_at, cols.messages, cols.metadata, cols.pruned
+        _make_entry, ids, parent_ids, cols.flushed_at, cols.messages, cols.metadata, cols.pruned
     )
     snapshots: dict[SnapshotId, SnapshotEntry] = dict(zip(ids, entries, strict=True))
     tags = _decode_refs(root, 1, ids, name, "tag")
