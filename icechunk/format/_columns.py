@@ -17,35 +17,35 @@ import numpy.typing as npt
 __all__ = ["Columns"]
 
 _U16 = struct.Struct("<H").unpack_from
-_WIDTH = {"<u4": 4, "<i4": 4, "<u8": 8}
+_WIDTH = {"u1": 1, "<u4": 4, "<i4": 4, "<u8": 8}
 
 
 class Columns:
-    """Field positions of every table of a vector of tables.
+    """Field positions of a list of tables (usually the elements of a vector of tables).
 
     Parameters
     ----------
     buf
         The whole flatbuffer.
-    start, n
-        Position of the vector's first element and its length (as from ``Table.vector``).
+    pos
+        Position of each table.
     nslots
         Number of leading schema fields to locate.
     """
 
     __slots__ = ("buf", "fields", "pos", "u8")
 
-    def __init__(self, buf: bytes, start: int, n: int, nslots: int) -> None:
+    def __init__(self, buf: bytes, pos: npt.NDArray[np.int64], nslots: int) -> None:
         self.buf = buf
         self.u8 = np.frombuffer(buf, np.uint8)
-        if start < 0 or start + 4 * n > len(buf):
-            raise IndexError("vector out of bounds")
-        rel = np.frombuffer(buf, "<u4", n, start).astype(np.int64)
-        pos = rel + (start + 4 * np.arange(n, dtype=np.int64))
         self.pos = pos
+        n = len(pos)
         vt = pos - self.scalars(pos, "<i4")
         fields = np.zeros((n, nslots), dtype=np.int64)
-        if n:
+        if n and (vt == vt[0]).all():  # the usual case: one shape for every table
+            offsets = np.array(self._vtable(int(vt[0]), nslots), dtype=np.int64)
+            fields = np.where(offsets != 0, offsets + pos[:, None], 0)
+        elif n:
             vtables, which = np.unique(vt, return_inverse=True)
             offsets = np.array(
                 [self._vtable(int(v), nslots) for v in vtables], dtype=np.int64
@@ -53,6 +53,14 @@ class Columns:
             rows = offsets[which.reshape(-1)]
             fields = np.where(rows != 0, rows + pos[:, None], 0)
         self.fields = fields  # absolute position of each field, 0 when absent
+
+    @classmethod
+    def of_vector(cls, buf: bytes, start: int, n: int, nslots: int) -> Columns:
+        """The tables of the vector whose ``n`` elements start at ``start`` (``Table.vector``)."""
+        if start < 0 or start + 4 * n > len(buf):
+            raise IndexError("vector out of bounds")
+        rel = np.frombuffer(buf, "<u4", n, start).astype(np.int64)
+        return cls(buf, rel + (start + 4 * np.arange(n, dtype=np.int64)), nslots)
 
     def _vtable(self, vt: int, nslots: int) -> list[int]:
         buf = self.buf
@@ -75,9 +83,9 @@ class Columns:
         return out
 
     def scalars(self, positions: npt.NDArray[np.int64], dtype: str) -> npt.NDArray[np.int64]:
-        """The little-endian ``dtype`` value (``<u4``, ``<i4`` or ``<u8``) at each position.
+        """The little-endian ``dtype`` value (``u1``, ``<u4``, ``<i4`` or ``<u8``) at each position.
 
-        32-bit values come back as int64 (ready for position arithmetic), ``<u8`` as uint64.
+        Values up to 32 bits come back as int64 (ready for position arithmetic), ``<u8`` as uint64.
         """
         raw = self.gather(positions, _WIDTH[dtype])
         values = raw.view(dtype).reshape(-1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
+import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -693,58 +693,9 @@ def _check_acyclic(parents: npt.NDArray[np.int64], ids: list[SnapshotId], name: 
     raise _corrupt(name, f"the ancestry of snapshot {ids[start]} contains a cycle")
 
 
-_RU16 = struct.Struct("<H").unpack_from
-_RU32 = struct.Struct("<I").unpack_from
-_RI32 = struct.Struct("<i").unpack_from
-_RU64 = struct.Struct("<Q").unpack_from
-
-# ids built from raw 12-byte strings already known to be 12 bytes long (skips the length check)
-_new_snapshot_id: Callable[[bytes], SnapshotId] = functools.partial(bytes.__new__, SnapshotId)
-
-
-def _table_positions(buf: bytes, root: Table, slot: int) -> list[int]:
-    """Positions of the tables of a vector-of-tables field (empty when absent)."""
-    v = root.vector(slot)
-    if v is None:
-        return []
-    start, n = v
-    if start + 4 * n > len(buf):
-        raise IndexError("vector out of bounds")
-    return [start + 4 * i + _RU32(buf, start + 4 * i)[0] for i in range(n)]
-
-
-def _fields(buf: bytes, pos: int, nslots: int, cache: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
-    """Absolute position of each of the first ``nslots`` fields of the table at ``pos``
-    (0 = absent), like :meth:`Table.field` but reading each distinct vtable once."""
-    if pos >= len(buf):
-        raise IndexError("table out of bounds")
-    vt = pos - _RI32(buf, pos)[0]
-    offsets = cache.get(vt)
-    if offsets is None:
-        if vt < 0:
-            raise IndexError("table out of bounds")
-        vtlen = _RU16(buf, vt)[0]
-        if vt + vtlen > len(buf):
-            raise IndexError("table out of bounds")
-        offsets = tuple(_RU16(buf, vt + 4 + 2 * k)[0] if 4 + 2 * k < vtlen else 0 for k in range(nslots))
-        cache[vt] = offsets
-    return tuple(pos + o if o else 0 for o in offsets)
-
-
-def _string_at(buf: bytes, field: int) -> str:
-    p = field + _RU32(buf, field)[0]
-    if p >= len(buf):
-        raise IndexError("offset out of bounds")
-    n = _RU32(buf, p)[0]
-    if p + 4 + n > len(buf):
-        raise IndexError("string out of bounds")
-    return buf[p + 4 : p + 4 + n].decode("utf-8")
-
-
-def _id_at(buf: bytes, field: int) -> SnapshotId:
-    if field + 12 > len(buf):
-        raise IndexError("struct out of bounds")
-    return _new_snapshot_id(buf[field : field + 12])
+def _snapshot_ids(raws: list[bytes]) -> list[SnapshotId]:
+    """Ids from raw strings known to be 12 bytes long (skips the constructor's length check)."""
+    return list(map(bytes.__new__, itertools.repeat(SnapshotId), raws))
 
 
 def _entry_factory() -> Callable[..., SnapshotEntry]:
@@ -802,14 +753,14 @@ def _decode_snapshot_columns(buf: bytes, root: Table, name: str) -> _SnapshotCol
     entry through :class:`Table`.
     """
     start, n = _required(root.vector(4), name, "snapshots")
-    cols = Columns(buf, start, n, 6)
+    cols = Columns.of_vector(buf, start, n, 6)
     f_id, f_message = cols.field(0), cols.field(3)
     missing = (f_id == 0) | (f_message == 0)
     if missing.any():
         first = int(np.flatnonzero(missing)[0])
         what = "id" if f_id[first] == 0 else "message"
         raise _corrupt(name, f"required field SnapshotInfo.{what} is missing")
-    ids = list(map(_new_snapshot_id, cols.raw12(f_id)))
+    ids = _snapshot_ids(cols.raw12(f_id))
     parents = cols.scalar_field(1, "<i4")
     flushed_at = cols.scalar_field(2, "<u8").tolist()
     messages = cols.strings(f_message)
@@ -828,35 +779,34 @@ def _decode_snapshot_columns(buf: bytes, root: Table, name: str) -> _SnapshotCol
 
 
 def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
-    """The ops-log page; NewCommit entries (nearly all of them) without :class:`Table`."""
-    cache: dict[int, tuple[int, ...]] = {}
-    member_cache: dict[int, tuple[int, ...]] = {}
-    updates = []
-    for pos in _table_positions(buf, root, 7):
-        f_type, f_member, f_time, f_backup = _fields(buf, pos, 4, cache)
-        type_id = buf[f_type] if f_type else 0
-        if not f_member:
-            raise _corrupt(name, "required field Update.update_type is missing")
-        member = f_member + _RU32(buf, f_member)[0]
-        if member >= len(buf):
-            raise IndexError("offset out of bounds")
-        if type_id == 10:
-            f_branch, f_new = _fields(buf, member, 2, member_cache)
-            if not f_branch:
-                raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
-            if not f_new:
-                raise _corrupt(name, "required field new_snap_id is missing")
-            kind: UpdateKind = NewCommit(_string_at(buf, f_branch), _id_at(buf, f_new))
-        else:
-            kind = _decode_update_kind(type_id, Table(buf, member), name)
-        updates.append(
-            UpdateEntry(
-                kind=kind,
-                updated_at=_RU64(buf, f_time)[0] if f_time else 0,
-                backup_path=_string_at(buf, f_backup) if f_backup else None,
-            )
-        )
-    return updates
+    """The ops-log page, column-wise; NewCommit members (nearly all of them) too."""
+    start, n = _required(root.vector(7), name, "latest_updates")
+    cols = Columns.of_vector(buf, start, n, 4)
+    f_member = cols.field(1)
+    if not f_member.all():
+        raise _corrupt(name, "required field Update.update_type is missing")
+    type_ids = cols.scalar_field(0, "u1")
+    members = cols.targets(f_member)
+    kinds: list[Any] = [None] * n  # every slot is filled below
+    commits = np.flatnonzero(type_ids == 10)
+    if len(commits):
+        member_cols = Columns(buf, members[commits], 2)
+        f_branch, f_new = member_cols.field(0), member_cols.field(1)
+        if not f_branch.all():
+            raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
+        if not f_new.all():
+            raise _corrupt(name, "required field new_snap_id is missing")
+        new_ids = _snapshot_ids(member_cols.raw12(f_new))
+        for i, branch, sid in zip(commits.tolist(), member_cols.strings(f_branch), new_ids, strict=True):
+            kinds[i] = NewCommit(branch, sid)
+    for i in np.flatnonzero(type_ids != 10).tolist():
+        kinds[i] = _decode_update_kind(int(type_ids[i]), Table(buf, int(members[i])), name)
+    backups: list[str | None] = [None] * n
+    f_backup = cols.field(3)
+    with_backup = np.flatnonzero(f_backup)
+    for i, text in zip(with_backup.tolist(), cols.strings(f_backup[with_backup]), strict=True):
+        backups[i] = text
+    return list(map(UpdateEntry, kinds, cols.scalar_field(2, "<u8").tolist(), backups))
 
 
 def _decode(buf: bytes, name: str) -> RepoInfo:
