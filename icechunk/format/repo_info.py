@@ -233,7 +233,9 @@ class RepoInfo:
 
     ``config`` is the raw FlexBuffer bytes of the persisted configuration (copied unchanged by
     every rewrite that does not change the config), or None.  ``metadata`` None means the
-    field was absent.  Feature-flag tuples are None when absent.
+    field was absent.  Feature-flag tuples are None when absent.  In an info returned by
+    :func:`decode_repo_info`, ``latest_updates`` is decoded on first access (a corrupt ops log
+    raises ``FormatError`` there); it reads, compares and copies like a plain list field.
     """
 
     tags: dict[str, SnapshotId]
@@ -880,6 +882,8 @@ def decode_repo_info(data: bytes | memoryview, name: str = "repo") -> RepoInfo:
     FormatError
         On any corrupt, truncated or unsupported input, including broken invariants (an index
         or ``parent_offset`` out of range, a duplicate snapshot id or ref, a parent cycle).
+        The ops-log entries themselves are decoded, and checked, when ``latest_updates`` is
+        first read.
     """
     header, buf = decode_envelope(data, name, FileType.REPO_INFO)
     if header.spec_version < _REPO_SPEC_VERSION:
