@@ -66,13 +66,15 @@ class RepoStatus:
 RepoStatus.__module__ = "icechunk"
 
 
-def _snapshot_info(entry: SnapshotEntry) -> SnapshotInfo:
+def _snapshot_info(entry: SnapshotEntry, id_text: str | None = None) -> SnapshotInfo:
+    """The public form of ``entry``; ``id_text`` is ``str(entry.id)`` when already known."""
+    parent = entry.parent_id
     return SnapshotInfo(
-        id=str(entry.id),
-        parent_id=str(entry.parent_id) if entry.parent_id is not None else None,
-        written_at=datetime_from_us(entry.flushed_at),
-        message=entry.message,
-        metadata=dict(entry.metadata),
+        str(entry.id) if id_text is None else id_text,
+        str(parent) if parent is not None else None,
+        datetime_from_us(entry.flushed_at),
+        entry.message,
+        dict(entry.metadata),
     )
 
 
@@ -529,8 +531,12 @@ class Repository:
 
         async def gen() -> AsyncIterator[SnapshotInfo]:
             sid = await self._ref_snapshot(branch, tag, snapshot_id)
+            # each entry's parent is the next entry: its id text is encoded once, not twice
+            id_text: str | None = None
             async for entry in self._engine.ancestry(sid):
-                yield _snapshot_info(entry)
+                info = _snapshot_info(entry, id_text)
+                yield info
+                id_text = info.parent_id
 
         return AsyncCloseableIterator(gen())
 

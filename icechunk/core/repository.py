@@ -450,9 +450,9 @@ class RepoEngine:
 
     # ---- history ----------------------------------------------------------------------------
 
-    async def ancestry(self, sid: SnapshotId) -> AsyncIterator[SnapshotEntry]:
-        async for entry in self.state.ancestry(sid):
-            yield entry
+    def ancestry(self, sid: SnapshotId) -> AsyncIterator[SnapshotEntry]:
+        """Entries from ``sid`` back to the root, newest first (the state's own iterator)."""
+        return self.state.ancestry(sid)
 
     async def ops_log(self) -> AsyncIterator[UpdateEntry]:
         """Every ops-log entry, newest first, following ``repo_before_updates`` pages."""

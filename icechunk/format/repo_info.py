@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import flatbuffers
+import numpy as np
+import numpy.typing as npt
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
+from icechunk.format._columns import Columns
 from icechunk.format._fastbuilder import (
     BOOL,
     EMPTY_VECTOR,
@@ -228,7 +233,9 @@ class RepoInfo:
 
     ``config`` is the raw FlexBuffer bytes of the persisted configuration (copied unchanged by
     every rewrite that does not change the config), or None.  ``metadata`` None means the
-    field was absent.  Feature-flag tuples are None when absent.
+    field was absent.  Feature-flag tuples are None when absent.  In an info returned by
+    :func:`decode_repo_info`, ``latest_updates`` is decoded on first access (a corrupt ops log
+    raises ``FormatError`` there); it reads, compares and copies like a plain list field.
     """
 
     tags: dict[str, SnapshotId]
@@ -244,6 +251,47 @@ class RepoInfo:
     disabled_feature_flags: tuple[int, ...] | None = None
     spec_version: int = 2
     implementation: str | None = field(default=None, compare=False)
+
+
+# ``latest_updates`` of a decoded RepoInfo is decoded on first access: only the ops log and
+# the next rewrite need it, while opening a repository and walking its history do not.  The
+# slot holds either the list or a ``_PendingOpsLog``; the property below swaps in the list, so
+# every reader (attribute access, equality, repr, ``dataclasses.replace``, copies) sees a list.
+_UPDATES_SLOT: Any = RepoInfo.__dict__["latest_updates"]
+
+
+class _PendingOpsLog:
+    """The not yet decoded ops-log page of a decoded repo info."""
+
+    __slots__ = ("name", "root")
+
+    def __init__(self, root: Table, name: str) -> None:
+        self.root = root
+        self.name = name
+
+    def decode(self) -> list[UpdateEntry]:
+        with decoding(self.name, "repo info"):
+            return _decode_updates(self.root.buf, self.root, self.name)
+
+
+def _get_latest_updates(info: RepoInfo) -> list[UpdateEntry]:
+    value = _UPDATES_SLOT.__get__(info, RepoInfo)
+    if type(value) is _PendingOpsLog:
+        value = value.decode()  # a corrupt page raises FormatError here, every time
+        _UPDATES_SLOT.__set__(info, value)
+    updates: list[UpdateEntry] = value
+    return updates
+
+
+def _set_latest_updates(info: RepoInfo, value: list[UpdateEntry]) -> None:
+    _UPDATES_SLOT.__set__(info, value)
+
+
+setattr(  # noqa: B010 - replaces the slot descriptor, which a plain assignment would not type-check
+    RepoInfo,
+    "latest_updates",
+    property(_get_latest_updates, _set_latest_updates, doc="The ops-log page, newest first."),
+)
 
 
 # ---- encoding --------------------------------------------------------------------------------
@@ -656,139 +704,138 @@ def _u16s(root: Table, slot: int) -> tuple[int, ...] | None:
     return struct.unpack_from(f"<{n}H", root.buf, start)
 
 
-def _check_acyclic(parents: list[int], ids: list[SnapshotId], name: str) -> None:
-    state = [0] * len(parents)  # 0 unseen, 1 on the current path, 2 known to reach a root
-    for start in range(len(parents)):
-        path = []
-        i = start
-        while i != -1 and state[i] == 0:
-            state[i] = 1
-            path.append(i)
-            i = parents[i]
-        if i != -1 and state[i] == 1:
-            raise _corrupt(name, f"the ancestry of snapshot {ids[start]} contains a cycle")
-        for j in path:
-            state[j] = 2
+def _check_acyclic(parents: npt.NDArray[np.int64], ids: list[SnapshotId], name: str) -> None:
+    """Raise unless every parent chain ends at a root (-1).
 
-
-_RU16 = struct.Struct("<H").unpack_from
-_RU32 = struct.Struct("<I").unpack_from
-_RI32 = struct.Struct("<i").unpack_from
-_RU64 = struct.Struct("<Q").unpack_from
-
-
-def _table_positions(buf: bytes, root: Table, slot: int) -> list[int]:
-    """Positions of the tables of a vector-of-tables field (empty when absent)."""
-    v = root.vector(slot)
-    if v is None:
-        return []
-    start, n = v
-    if start + 4 * n > len(buf):
-        raise IndexError("vector out of bounds")
-    return [start + 4 * i + _RU32(buf, start + 4 * i)[0] for i in range(n)]
-
-
-def _fields(buf: bytes, pos: int, nslots: int, cache: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
-    """Absolute position of each of the first ``nslots`` fields of the table at ``pos``
-    (0 = absent), like :meth:`Table.field` but reading each distinct vtable once."""
-    if pos >= len(buf):
-        raise IndexError("table out of bounds")
-    vt = pos - _RI32(buf, pos)[0]
-    offsets = cache.get(vt)
-    if offsets is None:
-        if vt < 0:
-            raise IndexError("table out of bounds")
-        vtlen = _RU16(buf, vt)[0]
-        if vt + vtlen > len(buf):
-            raise IndexError("table out of bounds")
-        offsets = tuple(_RU16(buf, vt + 4 + 2 * k)[0] if 4 + 2 * k < vtlen else 0 for k in range(nslots))
-        cache[vt] = offsets
-    return tuple(pos + o if o else 0 for o in offsets)
-
-
-def _string_at(buf: bytes, field: int) -> str:
-    p = field + _RU32(buf, field)[0]
-    if p >= len(buf):
-        raise IndexError("offset out of bounds")
-    n = _RU32(buf, p)[0]
-    if p + 4 + n > len(buf):
-        raise IndexError("string out of bounds")
-    return buf[p + 4 : p + 4 + n].decode("utf-8")
-
-
-def _id_at(buf: bytes, field: int) -> SnapshotId:
-    if field + 12 > len(buf):
-        raise IndexError("struct out of bounds")
-    return SnapshotId(buf[field : field + 12])
-
-
-def _decode_snapshot_rows(
-    buf: bytes, root: Table, name: str
-) -> list[tuple[SnapshotId, int, int, str, dict[str, Any], tuple[SnapshotId, ...] | None]]:
-    """``(id, parent index, flushed_at, message, metadata, pruned)`` of every snapshot.
-
-    The common entry (no metadata, no pruned logs) is read field by field with cached vtables;
-    anything else goes through :class:`Table`, as all of them once did.
+    Pointer doubling: after ``k`` rounds ``anc[i]`` is the ``2**k``-th ancestor of ``i`` (or
+    -1), and an acyclic chain is shorter than the number of snapshots, so whatever has not
+    reached -1 after ``bit_length(n)`` rounds reaches a cycle.  The snapshot named is the
+    first one (in file order) whose ancestry contains the cycle.
     """
-    cache: dict[int, tuple[int, ...]] = {}
-    rows = []
-    for pos in _table_positions(buf, root, 4):
-        f_id, f_parent, f_time, f_message, f_metadata, f_pruned = _fields(buf, pos, 6, cache)
-        if not f_id:
-            raise _corrupt(name, "required field SnapshotInfo.id is missing")
-        if not f_message:
-            raise _corrupt(name, "required field SnapshotInfo.message is missing")
-        metadata: dict[str, Any] = {}
-        if f_metadata:
-            p = f_metadata + _RU32(buf, f_metadata)[0]
-            if p >= len(buf):
-                raise IndexError("offset out of bounds")
-            if _RU32(buf, p)[0]:
-                metadata = _decode_metadata(Table(buf, pos), 4, name)
-        pruned = None
-        if f_pruned:
-            pruned = tuple(SnapshotId(raw) for raw in Table(buf, pos).struct_vector(5, 12))
-        rows.append((
-            _id_at(buf, f_id),
-            _RI32(buf, f_parent)[0] if f_parent else 0,
-            _RU64(buf, f_time)[0] if f_time else 0,
-            _string_at(buf, f_message),
-            metadata,
-            pruned,
-        ))
-    return rows
+    anc = parents
+    for _ in range(len(parents).bit_length() + 1):
+        alive = anc >= 0
+        if not alive.any():
+            return
+        anc = np.where(alive, anc[anc], -1)
+    start = int(np.flatnonzero(anc >= 0)[0])
+    raise _corrupt(name, f"the ancestry of snapshot {ids[start]} contains a cycle")
+
+
+def _snapshot_ids(raws: list[bytes]) -> list[SnapshotId]:
+    """Ids from raw strings known to be 12 bytes long (skips the constructor's length check)."""
+    return list(map(bytes.__new__, itertools.repeat(SnapshotId), raws))
+
+
+def _entry_factory() -> Callable[..., SnapshotEntry]:
+    """A positional ``SnapshotEntry`` constructor that fills the slots directly.
+
+    The generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__``; the slot descriptors are a third cheaper, which counts when a
+    long-lived repository lists tens of thousands of snapshots.  Should the class ever get a
+    ``__post_init__`` or other fields, the real constructor is used.
+    """
+    names = tuple(f.name for f in dataclasses.fields(SnapshotEntry))
+    expected = ("id", "parent_id", "flushed_at", "message", "metadata", "pruned_ancestor_tx_logs")
+    if names != expected or hasattr(SnapshotEntry, "__post_init__"):
+        return SnapshotEntry
+    s0, s1, s2, s3, s4, s5 = (getattr(SnapshotEntry, n).__set__ for n in names)
+    new = object.__new__
+
+    def make(
+        sid: SnapshotId,
+        parent_id: SnapshotId | None,
+        flushed_at: int,
+        message: str,
+        metadata: dict[str, Any],
+        pruned: tuple[SnapshotId, ...] | None,
+    ) -> SnapshotEntry:
+        entry: SnapshotEntry = new(SnapshotEntry)
+        s0(entry, sid)
+        s1(entry, parent_id)
+        s2(entry, flushed_at)
+        s3(entry, message)
+        s4(entry, metadata)
+        s5(entry, pruned)
+        return entry
+
+    return make
+
+
+_make_entry = _entry_factory()
+
+
+@dataclass(slots=True)
+class _SnapshotColumns:
+    ids: list[SnapshotId]
+    parents: npt.NDArray[np.int64]  # raw parent_offset values (-1 = root), not yet checked
+    flushed_at: list[int]
+    messages: list[str]
+    metadata: list[dict[str, Any]]
+    pruned: list[tuple[SnapshotId, ...] | None]
+
+
+def _decode_snapshot_columns(buf: bytes, root: Table, name: str) -> _SnapshotColumns:
+    """Every snapshot of the list, field by field for all of them at once (numpy gathers).
+
+    Entries with metadata or pruned transaction logs (rare) have those two fields read per
+    entry through :class:`Table`.
+    """
+    start, n = _required(root.vector(4), name, "snapshots")
+    cols = Columns.of_vector(buf, start, n, 6)
+    f_id, f_message = cols.field(0), cols.field(3)
+    missing = (f_id == 0) | (f_message == 0)
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        what = "id" if f_id[first] == 0 else "message"
+        raise _corrupt(name, f"required field SnapshotInfo.{what} is missing")
+    ids = _snapshot_ids(cols.raw12(f_id))
+    parents = cols.scalar_field(1, "<i4")
+    flushed_at = cols.scalar_field(2, "<u8").tolist()
+    messages = cols.strings(f_message)
+    metadata: list[dict[str, Any]] = [{} for _ in range(n)]
+    pruned: list[tuple[SnapshotId, ...] | None] = [None] * n
+    f_metadata = cols.field(4)
+    with_metadata = np.flatnonzero(f_metadata)
+    if len(with_metadata):
+        lengths = cols.vector_lengths(f_metadata[with_metadata])
+        for i in with_metadata[lengths != 0].tolist():
+            metadata[i] = _decode_metadata(Table(buf, int(cols.pos[i])), 4, name)
+    for i in np.flatnonzero(cols.field(5)).tolist():
+        raws = Table(buf, int(cols.pos[i])).struct_vector(5, 12)
+        pruned[i] = tuple(SnapshotId(raw) for raw in raws)
+    return _SnapshotColumns(ids, parents, flushed_at, messages, metadata, pruned)
 
 
 def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
-    """The ops-log page; NewCommit entries (nearly all of them) without :class:`Table`."""
-    cache: dict[int, tuple[int, ...]] = {}
-    member_cache: dict[int, tuple[int, ...]] = {}
-    updates = []
-    for pos in _table_positions(buf, root, 7):
-        f_type, f_member, f_time, f_backup = _fields(buf, pos, 4, cache)
-        type_id = buf[f_type] if f_type else 0
-        if not f_member:
-            raise _corrupt(name, "required field Update.update_type is missing")
-        member = f_member + _RU32(buf, f_member)[0]
-        if member >= len(buf):
-            raise IndexError("offset out of bounds")
-        if type_id == 10:
-            f_branch, f_new = _fields(buf, member, 2, member_cache)
-            if not f_branch:
-                raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
-            if not f_new:
-                raise _corrupt(name, "required field new_snap_id is missing")
-            kind: UpdateKind = NewCommit(_string_at(buf, f_branch), _id_at(buf, f_new))
-        else:
-            kind = _decode_update_kind(type_id, Table(buf, member), name)
-        updates.append(
-            UpdateEntry(
-                kind=kind,
-                updated_at=_RU64(buf, f_time)[0] if f_time else 0,
-                backup_path=_string_at(buf, f_backup) if f_backup else None,
-            )
-        )
-    return updates
+    """The ops-log page, column-wise; NewCommit members (nearly all of them) too."""
+    start, n = _required(root.vector(7), name, "latest_updates")
+    cols = Columns.of_vector(buf, start, n, 4)
+    f_member = cols.field(1)
+    if not f_member.all():
+        raise _corrupt(name, "required field Update.update_type is missing")
+    type_ids = cols.scalar_field(0, "u1")
+    members = cols.targets(f_member)
+    kinds: list[Any] = [None] * n  # every slot is filled below
+    commits = np.flatnonzero(type_ids == 10)
+    if len(commits):
+        member_cols = Columns(buf, members[commits], 2)
+        f_branch, f_new = member_cols.field(0), member_cols.field(1)
+        if not f_branch.all():
+            raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
+        if not f_new.all():
+            raise _corrupt(name, "required field new_snap_id is missing")
+        new_ids = _snapshot_ids(member_cols.raw12(f_new))
+        for i, branch, sid in zip(commits.tolist(), member_cols.strings(f_branch), new_ids, strict=True):
+            kinds[i] = NewCommit(branch, sid)
+    for i in np.flatnonzero(type_ids != 10).tolist():
+        kinds[i] = _decode_update_kind(int(type_ids[i]), Table(buf, int(members[i])), name)
+    backups: list[str | None] = [None] * n
+    f_backup = cols.field(3)
+    with_backup = np.flatnonzero(f_backup)
+    for i, text in zip(with_backup.tolist(), cols.strings(f_backup[with_backup]), strict=True):
+        backups[i] = text
+    return list(map(UpdateEntry, kinds, cols.scalar_field(2, "<u8").tolist(), backups))
 
 
 def _decode(buf: bytes, name: str) -> RepoInfo:
@@ -802,42 +849,40 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
         )
     if not root.has(4):
         raise _corrupt(name, "required field snapshots is missing")
-    rows = _decode_snapshot_rows(buf, root, name)
-    ids = [row[0] for row in rows]
-    if len(set(ids)) != len(ids):
+    cols = _decode_snapshot_columns(buf, root, name)
+    ids = cols.ids
+    n = len(ids)
+    if len(set(ids)) != n:
         raise _corrupt(name, "a snapshot id is listed twice")
-    parents = []
-    for i, row in enumerate(rows):
-        parent = row[1]
-        if parent < -1 or parent >= len(ids) or parent == i:
-            raise _corrupt(name, f"snapshot {ids[i]} has parent_offset {parent} out of range")
-        parents.append(parent)
+    parents = cols.parents
+    bad = (parents < -1) | (parents >= n) | (parents == np.arange(n))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _corrupt(name, f"snapshot {ids[i]} has parent_offset {int(parents[i])} out of range")
     _check_acyclic(parents, ids, name)
-    snapshots: dict[SnapshotId, SnapshotEntry] = {}
-    for (sid, _, flushed_at, message, metadata, pruned), parent in zip(rows, parents, strict=True):
-        snapshots[sid] = SnapshotEntry(
-            id=sid,
-            parent_id=ids[parent] if parent >= 0 else None,
-            flushed_at=flushed_at,
-            message=message,
-            metadata=metadata,
-            pruned_ancestor_tx_logs=pruned,
-        )
+    with_root: list[SnapshotId | None] = [*ids, None]  # index -1 is the root's "parent"
+    parent_ids = [with_root[p] for p in parents.tolist()]
+    entries = map(
+        _make_entry, ids, parent_ids, cols.flushed_at, cols.messages, cols.metadata, cols.pruned
+    )
+    snapshots: dict[SnapshotId, SnapshotEntry] = dict(zip(ids, entries, strict=True))
     tags = _decode_refs(root, 1, ids, name, "tag")
     branches = _decode_refs(root, 2, ids, name, "branch")
     if not root.has(3):
         raise _corrupt(name, "required field deleted_tags is missing")
     status = _decode_status(_required(root.table(5), name, "status"))
-    if not root.has(7):
+    updates = root.vector(7)
+    if updates is None:
         raise _corrupt(name, "required field latest_updates is missing")
-    updates = _decode_updates(buf, root, name)
-    return RepoInfo(
+    if updates[0] + 4 * updates[1] > len(buf):
+        raise IndexError("vector out of bounds")
+    info = RepoInfo(
         tags=tags,
         branches=branches,
         deleted_tags=set(root.strings(3)),
         snapshots=snapshots,
         status=status,
-        latest_updates=updates,
+        latest_updates=[],
         metadata=_decode_metadata(root, 6, name) if root.has(6) else None,
         repo_before_updates=root.string(8),
         config=root.bytes(9),
@@ -845,6 +890,8 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
         disabled_feature_flags=_u16s(root, 11),
         spec_version=spec_version,
     )
+    _UPDATES_SLOT.__set__(info, _PendingOpsLog(root, name))
+    return info
 
 
 def decode_repo_info(data: bytes | memoryview, name: str = "repo") -> RepoInfo:
@@ -862,6 +909,8 @@ def decode_repo_info(data: bytes | memoryview, name: str = "repo") -> RepoInfo:
     FormatError
         On any corrupt, truncated or unsupported input, including broken invariants (an index
         or ``parent_offset`` out of range, a duplicate snapshot id or ref, a parent cycle).
+        The ops-log entries themselves are decoded, and checked, when ``latest_updates`` is
+        first read.
     """
     header, buf = decode_envelope(data, name, FileType.REPO_INFO)
     if header.spec_version < _REPO_SPEC_VERSION:
