@@ -192,23 +192,20 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
 
     # ---- offsets --------------------------------------------------------------------------
 
-    def PrependUOffsetTRelative(self, off: int) -> None:
+    def _prepend_relative(self, off: int, pack: Any) -> None:
         self.Prep(4, 0)
         offset = len(self.Bytes) - self.head
         if not off <= offset:
             raise OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
         head = self.head - 4
-        _PACK_U32(self.Bytes, head, offset - off + 4)
+        pack(self.Bytes, head, offset - off + 4)
         self.head = head
 
+    def PrependUOffsetTRelative(self, off: int) -> None:
+        self._prepend_relative(off, _PACK_U32)
+
     def PrependSOffsetTRelative(self, off: int) -> None:
-        self.Prep(4, 0)
-        offset = len(self.Bytes) - self.head
-        if not off <= offset:
-            raise OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
-        head = self.head - 4
-        _PACK_I32(self.Bytes, head, offset - off + 4)
-        self.head = head
+        self._prepend_relative(off, _PACK_I32)
 
     def PlaceUOffsetT(self, x: int) -> None:
         head = self.head - 4
@@ -292,14 +289,10 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         key = (*reversed(rel), object_size)
         existing = self.vtables.get(key)
         if existing is None:
-            vt_bytes = (used + 2) * 2
-            self.Prep(2, vt_bytes - 2)  # every element is a 2-byte voffset: one alignment
-            head = self.head - vt_bytes
-            struct.pack_into(f"<{used + 2}H", self.Bytes, head, vt_bytes, object_size, *rel)
-            self.head = head
-            end = len(self.Bytes) - head
+            self.Prep(2, (used + 2) * 2 - 2)  # every element is a 2-byte voffset: one alignment
+            self.head = self._new_vtable(self.head, key)
+            end = len(self.Bytes) - self.head
             _PACK_I32(self.Bytes, len(self.Bytes) - object_offset, end - object_offset)
-            self.vtables[key] = end
         else:
             _PACK_I32(self.Bytes, self.head, existing - object_offset)
         self.current_vtable = None
@@ -454,27 +447,8 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
                 if minalign < width:
                     minalign = width
             vt[slot] = size - head
-        # the vtable offset placeholder, then the vtable itself (or a shared one)
-        head -= ((head - size) & 3) + 4
-        if minalign < 4:
-            minalign = 4
-        object_offset = size - head
-        used = nfields
-        while used and vt[used - 1] == 0:
-            used -= 1
-        rel = [object_offset - f if f else 0 for f in vt[:used]]
-        object_size = object_offset - object_end
-        key = (*reversed(rel), object_size)
-        existing = self.vtables.get(key)
-        if existing is None:
-            vt_bytes = (used + 2) * 2
-            head -= vt_bytes  # even-sized and 4-aligned here: no padding
-            struct.pack_into(f"<{used + 2}H", buf, head, vt_bytes, object_size, *rel)
-            existing = self.vtables[key] = size - head
-        _PACK_I32(buf, size - object_offset, existing - object_offset)
-        self.head = head
         self.minalign = minalign
-        return object_offset
+        return self._end_table(head, object_end, vt)
 
     # ---- the two objects a repo-info file is mostly made of ---------------------------------
 
@@ -493,15 +467,22 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         existing = self.vtables.get(key)
         self._last_vtable = (key, existing is None)
         if existing is None:
-            vt_bytes = (used + 2) * 2
-            head -= vt_bytes
-            struct.pack_into(f"<{used + 2}H", buf, head, vt_bytes, object_size, *rel)
-            existing = self.vtables[key] = size - head
+            head = self._new_vtable(head, key)  # 4-aligned here and even-sized: no padding
+            existing = size - head
         _PACK_I32(buf, size - object_offset, existing - object_offset)
         self.head = head
         if self.minalign < 4:
             self.minalign = 4
         return object_offset
+
+    def _new_vtable(self, head: int, key: tuple[int, ...]) -> int:
+        """Write and register the vtable ``key`` (``(*reversed(field offsets), object size)``,
+        the de-duplication key) so that it ends at ``head``; returns where it starts."""
+        words = len(key) + 1  # its own size, the object size, one offset per field
+        head -= 2 * words
+        struct.pack_into(f"<{words}H", self.Bytes, head, 2 * words, key[-1], *key[-2::-1])
+        self.vtables[key] = len(self.Bytes) - head
+        return head
 
     # ---- memoized objects: re-encoding a repo info copies what it wrote last time -------------
     #
@@ -531,13 +512,8 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         existing = self.vtables.get(block.vtable)
         head = low
         if existing is None:
-            words = block.vtable
-            used = len(words) - 1
-            head -= (used + 2) * 2
-            struct.pack_into(
-                f"<{used + 2}H", buf, head, (used + 2) * 2, words[-1], *reversed(words[:-1])
-            )
-            existing = self.vtables[block.vtable] = size - head
+            head = self._new_vtable(head, block.vtable)
+            existing = size - head
         _PACK_I32(buf, low, existing - object_offset)
         self.head = head
         if self.minalign < block.minalign:
