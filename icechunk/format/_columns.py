@@ -14,10 +14,16 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Columns"]
+__all__ = ["Columns", "check_offsets_vector"]
 
 _U16 = struct.Struct("<H").unpack_from
 _WIDTH = {"u1": 1, "<u4": 4, "<i4": 4, "<u8": 8}
+
+
+def check_offsets_vector(buf: bytes, start: int, n: int) -> None:
+    """Raise IndexError unless the ``n`` 4-byte elements from ``start`` lie inside ``buf``."""
+    if start < 0 or start + 4 * n > len(buf):
+        raise IndexError("vector out of bounds")
 
 
 class Columns:
@@ -57,8 +63,7 @@ class Columns:
     @classmethod
     def of_vector(cls, buf: bytes, start: int, n: int, nslots: int) -> Columns:
         """The tables of the vector whose ``n`` elements start at ``start`` (``Table.vector``)."""
-        if start < 0 or start + 4 * n > len(buf):
-            raise IndexError("vector out of bounds")
+        check_offsets_vector(buf, start, n)
         rel = np.frombuffer(buf, "<u4", n, start).astype(np.int64)
         return cls(buf, rel + (start + 4 * np.arange(n, dtype=np.int64)), nslots)
 

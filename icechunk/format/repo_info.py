@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from icechunk._errors import ErrorKind, FormatError, InvalidInputError
-from icechunk.format._columns import Columns
+from icechunk.format._columns import Columns, check_offsets_vector
 from icechunk.format._fastbuilder import (
     BOOL,
     EMPTY_VECTOR,
@@ -418,9 +418,7 @@ def _snapshot_table(
         parent = found
     message = entry.message.encode()
     if not entry.metadata and not entry.pruned_ancestor_tx_logs:
-        if isinstance(builder, FastBuilder):
-            return builder.snapshot_entry(entry.flushed_at, message, parent, _id12(entry.id))
-        # the common entry, in one call: empty metadata vector, message, table
+        # the common entry (a FastBuilder writes it in _fast_snapshot_tables), in one call: empty metadata vector, message, table
         fields = [
             (U64, 2, entry.flushed_at),
             (EMPTY_VECTOR, 4, None),
@@ -455,10 +453,11 @@ def _fast_snapshot_tables(
     tables = []
     for e in ordered:
         parent = -1 if e.parent_id is None else index.get(e.parent_id)
-        if e.metadata or e.pruned_ancestor_tx_logs or parent is None or type(e.id) is not SnapshotId:
+        if e.metadata or e.pruned_ancestor_tx_logs or parent is None:
             tables.append(_snapshot_table(builder, e, index))  # the general path (and errors)
         else:  # a SnapshotId always has 12 bytes
-            tables.append(entry_table(e.flushed_at, e.message.encode(), parent, e.id))
+            sid = e.id if type(e.id) is SnapshotId else _id12(e.id)
+            tables.append(entry_table(e.flushed_at, e.message.encode(), parent, sid))
     return tables
 
 
@@ -874,8 +873,7 @@ def _decode(buf: bytes, name: str) -> RepoInfo:
     updates = root.vector(7)
     if updates is None:
         raise _corrupt(name, "required field latest_updates is missing")
-    if updates[0] + 4 * updates[1] > len(buf):
-        raise IndexError("vector out of bounds")
+    check_offsets_vector(buf, *updates)  # its entries are decoded on first access
     info = RepoInfo(
         tags=tags,
         branches=branches,
