@@ -19,10 +19,21 @@ from icechunk.storage import Storage
 
 __all__ = ["cas_increment_worker", "run_cas_torture"]
 
+_start: Any = None  # the pool workers' start barrier (set by the pool initializer)
+
+
+def _set_start_barrier(barrier: Any) -> None:
+    global _start
+    _start = barrier
+
 
 def cas_increment_worker(pickled_storage: bytes, key: str, worker: int, increments: int) -> dict[str, int]:
     """Do ``increments`` successful CAS increments of ``key``; returns success/conflict counts."""
     storage: Storage = pickle.loads(pickled_storage)
+    if _start is not None:
+        # start together: a worker that finished before the next one had even imported
+        # would leave nothing to contend with
+        _start.wait()
 
     async def run() -> dict[str, int]:
         conflicts = 0
@@ -59,7 +70,8 @@ def run_cas_torture(
     payload = pickle.dumps(storage)
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
-    with context.Pool(processes) as pool:
+    barrier = context.Barrier(processes)
+    with context.Pool(processes, initializer=_set_start_barrier, initargs=(barrier,)) as pool:
         stats = pool.starmap(
             cas_increment_worker, [(payload, key, worker, increments) for worker in range(processes)]
         )
