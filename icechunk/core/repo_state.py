@@ -164,8 +164,17 @@ class RepoState(abc.ABC):
     @abc.abstractmethod
     async def delete_tag(self, name: str) -> None: ...
 
-    async def ensure_writable(self) -> None:  # noqa: B027 - spec 1 has no status
-        """Raise ReadOnlyError when the repository status forbids writes (spec 2 only)."""
+    async def ensure_writable(self, *, fresh: bool = True) -> None:  # noqa: B027 - spec 1 has no status
+        """Raise ReadOnlyError when the repository status forbids writes (spec 2 only).
+
+        With ``fresh=False`` the last state read is checked (an early exit for callers whose
+        write re-checks the status on a fresh read anyway, such as the update loop).
+        """
+
+    async def writable_tip(self, branch: str) -> SnapshotId:
+        """The tip of ``branch`` after :meth:`ensure_writable` (one read of the state)."""
+        await self.ensure_writable()
+        return await self.lookup_branch(branch)
 
 
 # ============================================================================================
@@ -235,9 +244,16 @@ class RepoInfoRefs(RepoState):
             yield entry
             current = entry.parent_id
 
-    async def ensure_writable(self) -> None:
-        if (await self.info()).status.availability == Availability.READ_ONLY:
-            raise ReadOnlyError("repository status is read-only", ErrorKind.READ_ONLY_REPOSITORY)
+    async def ensure_writable(self, *, fresh: bool = True) -> None:
+        _require_writable(await self.info(refresh=fresh))
+
+    async def writable_tip(self, branch: str) -> SnapshotId:
+        info = await self.info()
+        _require_writable(info)
+        tip = info.branches.get(branch)
+        if tip is None:
+            raise RefNotFoundError(f"ref not found: branch {branch!r}", ErrorKind.BRANCH_NOT_FOUND)
+        return tip
 
     # -- the conditional update loop ----------------------------------------------------------
 
@@ -256,8 +272,8 @@ class RepoInfoRefs(RepoState):
         storage = self.assets.storage
         for attempt in range(self.backoff.max_tries):
             info, old_bytes, version = await self._fetch()
-            if not allow_when_read_only and info.status.availability == Availability.READ_ONLY:
-                raise ReadOnlyError("repository status is read-only", ErrorKind.READ_ONLY_REPOSITORY)
+            if not allow_when_read_only:
+                _require_writable(info)
             new = _copy_info(info)
             kind = mutate(new)
             if kind is not None:
@@ -390,6 +406,11 @@ def _copy_info(info: RepoInfo) -> RepoInfo:
     new.latest_updates = list(info.latest_updates)
     new.metadata = dict(info.metadata) if info.metadata is not None else None
     return new
+
+
+def _require_writable(info: RepoInfo) -> None:
+    if info.status.availability == Availability.READ_ONLY:
+        raise ReadOnlyError("repository status is read-only", ErrorKind.READ_ONLY_REPOSITORY)
 
 
 def _require_snapshot(info: RepoInfo, sid: SnapshotId) -> None:

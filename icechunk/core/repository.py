@@ -342,8 +342,7 @@ class RepoEngine:
         return self._engine(await self.snapshot(sid), None, "readonly")
 
     async def writable_session(self, branch: str, mode: str = "writable") -> SessionEngine:
-        await self.state.ensure_writable()
-        tip = await self.state.lookup_branch(branch)
+        tip = await self.state.writable_tip(branch)
         return self._engine(await self.snapshot(tip), branch, mode)
 
     # ---- commits ----------------------------------------------------------------------------
@@ -376,7 +375,8 @@ class RepoEngine:
         branch = self._check_can_commit(engine)
         if engine.changes.is_empty() and not allow_empty and not rewrite_manifests:
             raise SessionStateError("no changes made to the session", ErrorKind.NO_CHANGES_TO_COMMIT)
-        await self.state.ensure_writable()
+        # the state read when the session opened or last rebased: the ref update re-checks
+        await self.state.ensure_writable(fresh=False)
         if engine.changes.moves:
             await self._require_move_flag()
         props = _with_reserved(metadata, extra_icechunk_metadata)

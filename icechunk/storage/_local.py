@@ -292,6 +292,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         # big overwrites (chunks) skip the hash: it would cost ~40% of the write
         hashed = mode != "overwrite" or data.nbytes <= OVERWRITE_VERSION_LIMIT
         version = VersionToken(etag=content_etag(data)) if hashed else None
+        renamed = False  # a renamed temp file is gone: no unlink to attempt
         try:
             if mode == "create":
                 ok = self._link_or_fail(temp, path, directory)
@@ -299,13 +300,14 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
                 # no lock: os.replace is atomic on its own, and the engine never overwrites a
                 # key it also compare-and-swaps (chunks, manifests, snapshots are write-once)
                 os.replace(temp, path)
-                ok = True
+                ok = renamed = True
             else:
-                ok = self._locked(directory, lambda: self._swap_if(path, temp, mode))
+                ok = renamed = self._locked(directory, lambda: self._swap_if(path, temp, mode))
         except OSError as error:
             raise _io_error(error, f"cannot write {key!r}") from error
         finally:
-            _unlink_quietly(temp)
+            if not renamed:
+                _unlink_quietly(temp)
         if ok and self._fsync:
             _fsync_dir(directory)
         return PutResult(ok=True, version=version) if ok else PutResult(ok=False)

@@ -291,6 +291,47 @@ def test_ops_log_metadata_status_flags(tmp_path) -> None:
     repo.create_branch("c", sid)
 
 
+def test_read_only_set_by_another_handle_stops_a_commit(tmp_path) -> None:
+    """A session opened while the repository was online cannot commit once another handle
+    made it read-only: the ref update re-reads the status, and the branch stays put."""
+    storage = ic.local_filesystem_storage(str(tmp_path / "repo"))
+    repo = ic.Repository.create(storage)
+    sid = _commit_array(repo, "main", 1.0, "c1")
+    session = repo.writable_session("main")
+    zarr.open_array(session.store, path="a", mode="a")[0] = 5.0
+    ic.Repository.open(storage).set_status(ic.RepoStatus(ic.RepoAvailability.read_only))
+    with pytest.raises(ic.ReadOnlyError, match="repository status is read-only"):
+        session.commit("too late")
+    assert ic.Repository.open(storage).lookup_branch("main") == sid
+
+
+def test_session_open_and_commit_read_the_repo_object_once_each(tmp_path) -> None:
+    """The spec-2 ``repo`` object is read once to open a writable session (status and tip
+    together) and once to commit (by the conditional update itself)."""
+    from icechunk.storage._local import LocalFileSystemStorage
+
+    repo = ic.Repository.create(ic.local_filesystem_storage(str(tmp_path / "repo")))
+    _commit_array(repo, "main", 1.0, "c1")
+    reads: list[str] = []
+    original = LocalFileSystemStorage.get_with_version
+
+    async def counting(self, key):  # type: ignore[no-untyped-def]
+        reads.append(key)
+        return await original(self, key)
+
+    LocalFileSystemStorage.get_with_version = counting  # type: ignore[method-assign]
+    try:
+        session = repo.writable_session("main")
+        opened = list(reads)
+        zarr.open_array(session.store, path="a", mode="a")[0] = 5.0
+        del reads[:]
+        session.commit("c2")
+    finally:
+        LocalFileSystemStorage.get_with_version = original  # type: ignore[method-assign]
+    assert opened == ["repo"]
+    assert reads == ["repo"]
+
+
 def test_spec1_refuses_spec2_operations(storage) -> None:
     repo = ic.Repository.create(storage, spec_version=1)
     with pytest.raises(ic.FormatError) as info:
