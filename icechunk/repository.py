@@ -14,7 +14,7 @@ from icechunk._types import RepoAvailability, SpecVersion
 from icechunk.config import FeatureFlag, RepositoryConfig, StorageSettings
 from icechunk.core.repo_state import KNOWN_FLAGS, spec2_only
 from icechunk.core.repository import RepoEngine, detect_spec_version, fetch_persisted_config
-from icechunk.format.ids import ManifestId, SnapshotId
+from icechunk.format.ids import ManifestId, SnapshotId, crockford_encode_ids12
 from icechunk.format.repo_info import Availability, SnapshotEntry
 from icechunk.ops import GCSummary, Update
 from icechunk.session import Session
@@ -66,16 +66,21 @@ class RepoStatus:
 RepoStatus.__module__ = "icechunk"
 
 
-def _snapshot_info(entry: SnapshotEntry, id_text: str | None = None) -> SnapshotInfo:
-    """The public form of ``entry``; ``id_text`` is ``str(entry.id)`` when already known."""
-    parent = entry.parent_id
-    return SnapshotInfo(
-        str(entry.id) if id_text is None else id_text,
-        str(parent) if parent is not None else None,
-        datetime_from_us(entry.flushed_at),
-        entry.message,
-        dict(entry.metadata),
-    )
+def _snapshot_info(entry: SnapshotEntry) -> SnapshotInfo:
+    """The public form of ``entry``."""
+    return _snapshot_infos([entry])[0]
+
+
+def _snapshot_infos(chain: list[SnapshotEntry]) -> list[SnapshotInfo]:
+    """The public form of a stretch of an ancestry chain (entry ``k + 1`` is the parent of
+    entry ``k``): the id texts are encoded together, and each once."""
+    texts = crockford_encode_ids12([e.id for e in chain])
+    last = chain[-1].parent_id
+    parents = [*texts[1:], str(last) if last is not None else None]
+    return [
+        SnapshotInfo(text, parent, datetime_from_us(e.flushed_at), e.message, dict(e.metadata))
+        for e, text, parent in zip(chain, texts, parents, strict=True)
+    ]
 
 
 def _sid(value: str) -> SnapshotId:
@@ -531,12 +536,9 @@ class Repository:
 
         async def gen() -> AsyncIterator[SnapshotInfo]:
             sid = await self._ref_snapshot(branch, tag, snapshot_id)
-            # each entry's parent is the next entry: its id text is encoded once, not twice
-            id_text: str | None = None
-            async for entry in self._engine.ancestry(sid):
-                info = _snapshot_info(entry, id_text)
-                yield info
-                id_text = info.parent_id
+            async for chain in self._engine.ancestry_batches(sid):
+                for info in _snapshot_infos(chain):
+                    yield info
 
         return AsyncCloseableIterator(gen())
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["AncestryGraph", "ChunkStorageStats", "Diff", "ManifestFileInfo", "SnapshotInfo"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def datetime_from_us(us: int) -> datetime:
     """UTC datetime of a microsecond timestamp."""
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    return _EPOCH + timedelta(microseconds=us)  # exact, and half the cost of fromtimestamp
 
 
 def us_from_datetime(value: datetime) -> int:

@@ -16,7 +16,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,17 @@ class RepoState(abc.ABC):
             yield entry
             current = entry.parent_id
 
+    async def ancestry_batches(self, sid: SnapshotId, size: int = 256) -> AsyncIterator[list[SnapshotEntry]]:
+        """:meth:`ancestry` in lists of at most ``size`` entries, each list a stretch of the chain."""
+        batch: list[SnapshotEntry] = []
+        async for entry in self.ancestry(sid):
+            batch.append(entry)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     # -- mutations
     @abc.abstractmethod
     async def commit(
@@ -235,14 +246,11 @@ class RepoInfoRefs(RepoState):
         return entry
 
     async def ancestry(self, sid: SnapshotId) -> AsyncIterator[SnapshotEntry]:
-        info = await self.info()
-        current: SnapshotId | None = sid
-        if sid not in info.snapshots:
-            raise SnapshotNotFoundError(f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND)
-        while current is not None:
-            entry = info.snapshots[current]
+        for entry in _walk(await self.info(), sid):
             yield entry
-            current = entry.parent_id
+
+    async def ancestry_batches(self, sid: SnapshotId, size: int = 256) -> AsyncIterator[list[SnapshotEntry]]:
+        yield list(_walk(await self.info(), sid))  # the whole history is in memory already
 
     async def ensure_writable(self, *, fresh: bool = True) -> None:
         _require_writable(await self.info(refresh=fresh))
@@ -406,6 +414,18 @@ def _copy_info(info: RepoInfo) -> RepoInfo:
     new.latest_updates = list(info.latest_updates)
     new.metadata = dict(info.metadata) if info.metadata is not None else None
     return new
+
+
+def _walk(info: RepoInfo, sid: SnapshotId) -> Iterator[SnapshotEntry]:
+    """Entries of ``info`` from ``sid`` back to the root, newest first."""
+    if sid not in info.snapshots:
+        raise SnapshotNotFoundError(f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND)
+    snapshots = info.snapshots
+    current: SnapshotId | None = sid
+    while current is not None:
+        entry = snapshots[current]
+        yield entry
+        current = entry.parent_id
 
 
 def _require_writable(info: RepoInfo) -> None:

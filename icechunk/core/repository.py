@@ -454,6 +454,10 @@ class RepoEngine:
         """Entries from ``sid`` back to the root, newest first (the state's own iterator)."""
         return self.state.ancestry(sid)
 
+    def ancestry_batches(self, sid: SnapshotId) -> AsyncIterator[list[SnapshotEntry]]:
+        """:meth:`ancestry` in lists, each a stretch of the chain (for building many results at once)."""
+        return self.state.ancestry_batches(sid)
+
     async def ops_log(self) -> AsyncIterator[UpdateEntry]:
         """Every ops-log entry, newest first, following ``repo_before_updates`` pages."""
         state = spec2_only(self.state, "the ops log")

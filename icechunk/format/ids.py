@@ -8,7 +8,10 @@ file names and ref JSON.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import ClassVar, Self
+
+import numpy as np
 
 from icechunk._errors import ErrorKind, InvalidInputError
 
@@ -21,6 +24,7 @@ __all__ = [
     "INITIAL_SNAPSHOT_ID",
     "crockford_decode",
     "crockford_encode",
+    "crockford_encode_ids12",
 ]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -50,6 +54,24 @@ def crockford_encode(raw: bytes) -> str:
     v = int.from_bytes(raw, "big") << (npairs * 10 - nbits)
     text = "".join(p[(v >> (10 * (npairs - 1 - k))) & 1023] for k in range(npairs))
     return text[:nchars]
+
+
+_ALPHABET_BYTES = np.frombuffer(_ALPHABET.encode(), dtype=np.uint8)
+_BIT_WEIGHTS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+
+
+def crockford_encode_ids12(ids: Sequence[bytes]) -> list[str]:
+    """:func:`crockford_encode` of many 12-byte ids at once (numpy; for long histories)."""
+    if not ids:
+        return []
+    raw = np.frombuffer(b"".join(ids), dtype=np.uint8)
+    if raw.shape[0] != 12 * len(ids):
+        raise ValueError("every id must have 12 bytes")
+    bits = np.zeros((len(ids), 100), dtype=np.uint8)  # 96 bits + 4 zero bits of padding
+    bits[:, :96] = np.unpackbits(raw.reshape(-1, 12), axis=1)
+    digits = bits.reshape(-1, 20, 5) @ _BIT_WEIGHTS
+    text: list[str] = _ALPHABET_BYTES[digits].view("S20").ravel().astype("U20").tolist()
+    return text
 
 
 def _crockford_encode_slow(raw: bytes) -> str:

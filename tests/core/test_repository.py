@@ -409,3 +409,23 @@ def test_amend_and_flush(storage) -> None:
     with pytest.raises(ic.SessionStateError) as info:
         repo.writable_session("main").amend("cannot amend the root", allow_empty=True)
     assert info.value.kind == "no-amend-for-initial-commit"
+
+
+@pytest.mark.parametrize("spec_version", [2, 1])
+def test_ancestry_chains_parents_in_batches(tmp_path, spec_version: int) -> None:
+    """Every ancestry entry's parent is the next entry, whichever way the history is read
+    (spec 2: one in-memory list; spec 1: snapshot files, in batches of any size)."""
+    from icechunk._sync import iterate, run
+
+    repo = ic.Repository.create(ic.local_filesystem_storage(str(tmp_path / "repo")), spec_version=spec_version)
+    for k in range(5):
+        _commit_array(repo, "main", float(k), f"c{k}")
+    infos = list(repo.ancestry(branch="main"))
+    assert [i.message for i in infos][:5] == ["c4", "c3", "c2", "c1", "c0"]
+    assert [i.parent_id for i in infos] == [i.id for i in infos[1:]] + [None]
+    assert infos[0].written_at > infos[-1].written_at
+    state = repo._engine.state
+    tip = run(state.lookup_branch("main"))
+    batches = list(iterate(state.ancestry_batches(tip, size=2)))
+    assert [str(e.id) for batch in batches for e in batch] == [i.id for i in infos]
+    assert all(len(b) <= (2 if spec_version == 1 else len(infos)) for b in batches)

@@ -23,3 +23,32 @@ def test_crockford_encode_matches_its_definition(raw: bytes) -> None:
 
     assert crockford_encode(raw) == _crockford_encode_slow(raw)
     assert crockford_decode(crockford_encode(raw)) == raw
+
+
+@given(st.lists(st.binary(min_size=12, max_size=12), max_size=30))
+def test_batch_id_encoding_matches_one_by_one(ids: list[bytes]) -> None:
+    from icechunk.format.ids import _crockford_encode_slow, crockford_encode_ids12
+
+    assert crockford_encode_ids12(ids) == [_crockford_encode_slow(raw) for raw in ids]
+
+
+def test_batch_id_encoding_refuses_other_sizes() -> None:
+    import pytest
+
+    from icechunk.format.ids import crockford_encode_ids12
+
+    with pytest.raises(ValueError, match="12 bytes"):
+        crockford_encode_ids12([b"\x00" * 12, b"\x00" * 8])
+
+
+@given(st.integers(0, 2**62))
+def test_datetime_from_us_matches_its_definition(us: int) -> None:
+    from datetime import UTC, datetime
+
+    from icechunk.snapshots import datetime_from_us
+
+    try:
+        expected = datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    except (OverflowError, ValueError, OSError):
+        return  # past year 9999: no datetime either way
+    assert datetime_from_us(us) == expected
