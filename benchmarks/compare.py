@@ -6,9 +6,9 @@ Every workload runs on (a) this package, (b) the reference ``icechunk`` (2.2.0 o
 ``benchmarks/compare_worker.py`` (the same script for all three, so the harness is identical)
 that prints one JSON line of phase timings.  Repetitions are interleaved — every repetition
 runs every workload on every implementation, rotating which goes first — so machine noise
-hits all alike; the table shows medians and the ratios ours/reference and ours/zarr.  A
-read phase (cold open + read, which can be repeated) runs 3 times back to back within each
-repetition and contributes the median of the 3, since single reads swing 2-3x on a shared VM.
+hits all alike; the table shows medians and the ratios ours/reference and ours/zarr.  Each
+read phase (cold open + read) and the bulk write run 3 times back to back within each
+repetition and contribute the median of the 3, since single runs swing 2-3x on a shared VM.
 
 Workloads (full size; ``--quick`` shrinks them):
   bulk       256 x 1 MiB chunks: write+commit; cold open + read

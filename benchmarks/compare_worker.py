@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 
 BULK_CHUNK = 131_072  # float64 elements in 1 MiB
-READ_REPEATS = 3  # cold reads per repetition of a read phase (their median is reported)
+PHASE_REPEATS = 3  # runs per repetition of a repeatable phase (their median is reported)
 
 
 class Result:
@@ -46,12 +46,13 @@ class Result:
         self.cpu[name] = _cpu() - c0
         return out
 
-    def timed_median(self, name: str, fn: Callable[[], Any], repeats: int = READ_REPEATS) -> Any:
+    def timed_median(self, name: str, fn: Callable[[], Any], repeats: int = PHASE_REPEATS) -> Any:
         """:meth:`timed` ``repeats`` times back to back; the phase is the median run.
 
-        For read phases: a read can be repeated (each run opens the store afresh), and on a
-        shared VM one run can take 2-3x another for no reason of its own (page faults on
-        fresh buffers are what swings), so one run per repetition is mostly noise.
+        For the read phases (each run opens the store afresh) and the bulk write (each run
+        writes a fresh target): on a shared VM one run can take 2-3x another for no reason
+        of its own (page faults on fresh buffers are what swings), so one run per
+        repetition is mostly noise.
         """
         runs = []
         out = None
@@ -175,7 +176,7 @@ def bulk(t: Target, p: dict[str, Any], r: Result) -> None:
     data = np.random.default_rng(0).random(p["n"] * BULK_CHUNK)
     # the write is repeated like the reads (into fresh targets, the last one being ``t``)
     kind = "icechunk" if t.versioned else "zarr"
-    targets = [make_target(kind, f"{t.path}-write-{k}") for k in range(READ_REPEATS - 1)] + [t]
+    targets = [make_target(kind, f"{t.path}-write-{k}") for k in range(PHASE_REPEATS - 1)] + [t]
     for target in targets:
         target.create()
     pending = iter(targets)

@@ -111,10 +111,7 @@ class RepoState(abc.ABC):
     async def deleted_tags(self) -> set[str]: ...
 
     async def lookup_branch(self, name: str) -> SnapshotId:
-        tip = (await self.branches()).get(name)
-        if tip is None:
-            raise RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
-        return tip
+        return branch_tip(await self.branches(), name)
 
     async def lookup_tag(self, name: str) -> SnapshotId:
         target = (await self.tags()).get(name)
@@ -258,10 +255,7 @@ class RepoInfoRefs(RepoState):
     async def writable_tip(self, branch: str) -> SnapshotId:
         info = await self.info()
         _require_writable(info)
-        tip = info.branches.get(branch)
-        if tip is None:
-            raise RefNotFoundError(f"ref not found: branch {branch!r}", ErrorKind.BRANCH_NOT_FOUND)
-        return tip
+        return branch_tip(info.branches, branch)
 
     # -- the conditional update loop ----------------------------------------------------------
 
@@ -310,9 +304,7 @@ class RepoInfoRefs(RepoState):
         from icechunk.format.repo_info import CommitAmended, NewCommit
 
         def mutate(info: RepoInfo) -> UpdateKind:
-            tip = info.branches.get(branch)
-            if tip is None:
-                raise RefNotFoundError(f"ref not found: branch {branch!r}", ErrorKind.BRANCH_NOT_FOUND)
+            tip = branch_tip(info.branches, branch)
             if tip != expected_parent:
                 raise ConflictError(str(expected_parent), str(tip))
             if entry.id in info.snapshots:
@@ -348,9 +340,7 @@ class RepoInfoRefs(RepoState):
 
     async def reset_branch(self, name: str, sid: SnapshotId, expected: SnapshotId | None) -> None:
         def mutate(info: RepoInfo) -> UpdateKind:
-            tip = info.branches.get(name)
-            if tip is None:
-                raise RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
+            tip = branch_tip(info.branches, name)
             if expected is not None and tip != expected:
                 raise ConflictError(
                     str(expected), str(tip),
@@ -368,9 +358,8 @@ class RepoInfoRefs(RepoState):
             raise SessionStateError("cannot delete branch 'main'", ErrorKind.CANNOT_DELETE_MAIN)
 
         def mutate(info: RepoInfo) -> UpdateKind:
-            tip = info.branches.pop(name, None)
-            if tip is None:
-                raise RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
+            tip = branch_tip(info.branches, name)
+            del info.branches[name]
             return BranchDeleted(name, tip)
 
         await self.update(mutate)
@@ -418,14 +407,21 @@ def _copy_info(info: RepoInfo) -> RepoInfo:
 
 def _walk(info: RepoInfo, sid: SnapshotId) -> Iterator[SnapshotEntry]:
     """Entries of ``info`` from ``sid`` back to the root, newest first."""
-    if sid not in info.snapshots:
-        raise SnapshotNotFoundError(f"snapshot {sid} not found", ErrorKind.SNAPSHOT_NOT_FOUND)
+    _require_snapshot(info, sid)
     snapshots = info.snapshots
     current: SnapshotId | None = sid
     while current is not None:
         entry = snapshots[current]
         yield entry
         current = entry.parent_id
+
+
+def branch_tip(branches: dict[str, SnapshotId], name: str) -> SnapshotId:
+    """The snapshot ``branches`` gives for ``name``; RefNotFoundError when there is none."""
+    tip = branches.get(name)
+    if tip is None:
+        raise RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
+    return tip
 
 
 def _require_writable(info: RepoInfo) -> None:
