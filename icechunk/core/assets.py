@@ -297,7 +297,7 @@ class AssetManager:
 
     async def write_chunk(self, data: bytes | bytearray | memoryview) -> ChunkId:
         cid = ChunkId.random()
-        await self.storage.put(keys.chunk(cid), data, "overwrite")
+        await self.storage.put_fresh(keys.chunk(cid), data)
         return cid
 
     async def fetch_chunk(self, cid: ChunkId, byte_range: ByteRange | None = None) -> bytes:
@@ -314,5 +314,5 @@ class AssetManager:
         return encode_repo_info(info, compression_level=self.compression_level)
 
     async def _put_new(self, key: str, data: bytes) -> None:
-        # ids are random and fresh: a plain put is enough (the reference does the same)
-        await self.storage.put(key, data, "overwrite")
+        # ids are random and fresh: nobody can read the key before the commit publishes it
+        await self.storage.put_fresh(key, data)

@@ -283,7 +283,7 @@ class RepoInfoRefs(RepoState):
                 backup = backup_name(now_us() // 1000, os.urandom(12))
                 new = append_update(new, kind, max(now_us(), newest + 1), backup, self.page_size)
                 # the old bytes are kept, under the name its newest entry now points to
-                await storage.put(keys.overwritten(backup), old_bytes, "create")
+                await storage.put_fresh(keys.overwritten(backup), old_bytes)
             encoded = self.assets.encode_repo_info(new)
             result = await storage.put(keys.REPO, encoded, version)
             if result.ok:

@@ -146,6 +146,17 @@ class Storage(abc.ABC):
         never matches).  Writes are atomic: readers see the old or the new bytes.
         """
 
+    async def put_fresh(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Write an object under a new random key that nothing refers to yet.
+
+        Chunks, manifests, snapshots, transaction logs and repo-info backups are written so,
+        before the snapshot or ref that makes them reachable.  No reader can know such a key
+        until then, so a backend may skip what makes :meth:`put` atomic towards readers (the
+        local one writes the file in place instead of renaming a temp file).  The default is
+        ``put(key, data, "overwrite")``.
+        """
+        await self.put(key, data, "overwrite")
+
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:
         """Size/time/version of an object, or None when it does not exist."""

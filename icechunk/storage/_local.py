@@ -283,6 +283,53 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             return await asyncio.to_thread(self._put, key, path, view, mode)
         return self._put(key, path, view, mode)
 
+    async def put_fresh(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        path = self._path(key)
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        if view.nbytes > INLINE_LIMIT:
+            await asyncio.to_thread(self._put_fresh, key, path, view)
+        else:
+            self._put_fresh(key, path, view)
+
+    def _put_fresh(self, key: str, path: str, data: memoryview) -> None:
+        """Write straight to ``path`` (no temp file, no rename): nobody reads the key yet.
+
+        A crash mid-write leaves a short file under a key nothing refers to, which garbage
+        collection removes like any other unreachable object.
+        """
+        directory = os.path.dirname(path)
+        try:
+            fd = self._create_exclusive(path, directory)
+        except FileExistsError:
+            # the key exists (a retried write of the same object): replace it atomically
+            self._put(key, path, data, "overwrite")
+            return
+        except OSError as error:
+            raise _io_error(error, f"cannot write {key!r}") from error
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                os.fsync(fd)
+        except BaseException as error:
+            os.close(fd)
+            _unlink_quietly(path)
+            if isinstance(error, OSError):
+                raise _io_error(error, f"cannot write {key!r}") from error
+            raise
+        os.close(fd)
+        if self._fsync:
+            _fsync_dir(directory)
+
+    @staticmethod
+    def _create_exclusive(path: str, directory: str) -> int:
+        """A new file at ``path`` opened for writing (its directory made on first use)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)  # lazily: opening never creates the root
+            return os.open(path, flags, 0o666)
+
     def _put(self, key: str, path: str, data: memoryview, mode: PutMode) -> PutResult:
         directory = os.path.dirname(path)
         try:
@@ -314,12 +361,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
     def _write_temp(self, directory: str, data: memoryview) -> str:
         temp = os.path.join(directory, f".{uuid.uuid4().hex}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            fd = os.open(temp, flags, 0o666)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)  # lazily: opening never creates the root
-            fd = os.open(temp, flags, 0o666)
+        fd = self._create_exclusive(temp, directory)
         try:
             _write_all(fd, data)
             if self._fsync:

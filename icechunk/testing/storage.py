@@ -117,6 +117,17 @@ class StorageTests:
         assert (await storage.put("k", b"second", "overwrite")).ok
         assert await storage.get("k") == b"second"
 
+    async def test_put_fresh_writes_new_keys_and_replaces_existing_ones(self, storage: Storage) -> None:
+        await storage.put_fresh("chunks/new", b"fresh")
+        await storage.put_fresh("chunks/small", memoryview(b"xxviewxx")[2:-2])
+        await storage.put_fresh("chunks/big", DATA * 40_000)  # beyond any inline write limit
+        assert await storage.get("chunks/new") == b"fresh"
+        assert await storage.get("chunks/small") == b"view"
+        assert await storage.get("chunks/big") == DATA * 40_000
+        await storage.put_fresh("chunks/new", b"again")  # a retried write of the same key
+        assert await storage.get("chunks/new") == b"again"
+        assert sorted(await _keys(storage, "chunks/")) == ["chunks/big", "chunks/new", "chunks/small"]
+
     async def test_create_on_missing_key_succeeds(self, storage: Storage) -> None:
         result = await storage.put("new", b"x", mode="create")
         assert result.ok

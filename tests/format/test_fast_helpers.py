@@ -52,3 +52,36 @@ def test_datetime_from_us_matches_its_definition(us: int) -> None:
     except (OverflowError, ValueError, OSError):
         return  # past year 9999: no datetime either way
     assert datetime_from_us(us) == expected
+
+
+def test_reused_compressors_give_the_bytes_of_a_fresh_one() -> None:
+    """Envelopes share one zstd compressor per thread; the output must not depend on it."""
+    import threading
+
+    import zstandard
+
+    from icechunk.format.header import HEADER_SIZE, FileType, encode_envelope
+
+    payloads = [bytes(range(256)) * k for k in (1, 7, 300)]
+
+    def fresh(payload: bytes, level: int) -> bytes:
+        cobj = zstandard.ZstdCompressor(level=level).compressobj()
+        return cobj.compress(payload) + cobj.flush()
+
+    results: dict[int, list[bytes]] = {}
+
+    def encode_all(tag: int) -> None:
+        results[tag] = [
+            encode_envelope(p, FileType.SNAPSHOT, 2, level=level)[HEADER_SIZE:]
+            for _ in range(3)
+            for level in (1, 3)
+            for p in payloads
+        ]
+
+    threads = [threading.Thread(target=encode_all, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = [fresh(p, level) for _ in range(3) for level in (1, 3) for p in payloads]
+    assert all(results[k] == expected for k in range(4))

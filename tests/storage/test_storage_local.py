@@ -98,6 +98,31 @@ async def test_no_temp_or_lock_files_are_left_behind(tmp_path: Path) -> None:
     assert files == ["chunks/big", "repo"]
 
 
+async def test_put_fresh_writes_in_place_without_a_temp_file_or_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = local_filesystem_storage(tmp_path)
+
+    def no_rename(*args: object) -> None:
+        raise AssertionError("put_fresh renamed or linked a file")
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    monkeypatch.setattr(os, "link", no_rename)
+    await storage.put_fresh("snapshots/ABC", b"snapshot bytes")
+    await storage.put_fresh("chunks/XYZ", b"c" * (1 << 17))  # written off the event loop
+    assert (tmp_path / "snapshots" / "ABC").read_bytes() == b"snapshot bytes"
+    assert (tmp_path / "chunks" / "XYZ").read_bytes() == b"c" * (1 << 17)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ABC", "XYZ"]
+
+
+async def test_put_fresh_failure_is_a_storage_error(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("file", b"x")
+    with pytest.raises(StorageError):
+        await storage.put_fresh("file/child", b"y")  # a file cannot be a directory
+    assert await storage.get("file") == b"x"
+
+
 async def test_stray_temp_files_are_not_listed(tmp_path: Path) -> None:
     storage = local_filesystem_storage(tmp_path)
     await storage.put("chunks/a", b"1")
