@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import flatbuffers
+import numpy as np
 from flatbuffers.builder import IsNestedError, IsNotNestedError, OffsetArithmeticError
 
 __all__ = [
@@ -109,7 +110,7 @@ def add_table(
     return int(builder.EndObject())
 
 
-def add_offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
+def add_offsets_vector(builder: flatbuffers.Builder, offsets: list[int] | np.ndarray) -> int:
     """A vector of uoffsets (``StartVector(4, n, 4)``, one ``PrependUOffsetTRelative`` each)."""
     if isinstance(builder, FastBuilder):
         return builder.offsets_vector(offsets)
@@ -154,6 +155,9 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
     current_vtable: Any  # list[int] while a table is open, else None
     vtables: dict[Any, int]
     _last_vtable: tuple[Any, bool] = ((), False)  # key and "was new" of the last _end_table
+    # when a list: every table appends (object offset, vtable key, vtable offset, vtable new),
+    # in write order (the repo-info encoder reuses byte runs with it, see _reuse.py)
+    vtable_log: list[tuple[int, Any, int, bool]] | None = None
 
     def Clear(self) -> None:
         super().Clear()
@@ -288,14 +292,17 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         object_size = object_offset - self.objectEnd
         key = (*reversed(rel), object_size)
         existing = self.vtables.get(key)
+        created = existing is None
         if existing is None:
             self.Prep(2, (used + 2) * 2 - 2)  # every element is a 2-byte voffset: one alignment
             self.head = self._new_vtable(self.head, key)
-            end = len(self.Bytes) - self.head
-            _PACK_I32(self.Bytes, len(self.Bytes) - object_offset, end - object_offset)
+            existing = len(self.Bytes) - self.head
+            _PACK_I32(self.Bytes, len(self.Bytes) - object_offset, existing - object_offset)
         else:
             _PACK_I32(self.Bytes, self.head, existing - object_offset)
         self.current_vtable = None
+        if self.vtable_log is not None:
+            self.vtable_log.append((object_offset, key, existing, created))
         return int(object_offset)
 
     def Slot(self, slotnum: int) -> None:
@@ -369,12 +376,24 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
 
     # ---- whole objects in one call (see add_table / add_offsets_vector) -------------------
 
-    def offsets_vector(self, offsets: list[int]) -> int:
+    def offsets_vector(self, offsets: list[int] | np.ndarray) -> int:
         if self.nested:
             raise IsNestedError()
         n = len(offsets)
         self.Prep(4, 4 * n)
         buf, size, head = self.Bytes, len(self.Bytes), self.head
+        if isinstance(offsets, np.ndarray):
+            # element e sits 4 * (n - e) bytes below the current offset, plus its own 4
+            here = size - head
+            values = here + 4 * (n - np.arange(n, dtype=np.int64)) - offsets
+            if n and not int(offsets.max()) <= here:
+                raise OffsetArithmeticError("flatbuffers: Offset arithmetic error.")
+            head -= 4 * n
+            buf[head : head + 4 * n] = values.astype("<u4").tobytes()
+            head -= 4
+            _PACK_U32(buf, head, n)
+            self.head = head
+            return size - head
         for x in reversed(offsets):
             off = size - head + 4
             if not x <= off - 4:
@@ -465,11 +484,14 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         object_size = object_offset - object_end
         key = (*reversed(rel), object_size)
         existing = self.vtables.get(key)
-        self._last_vtable = (key, existing is None)
+        created = existing is None
+        self._last_vtable = (key, created)
         if existing is None:
             head = self._new_vtable(head, key)  # 4-aligned here and even-sized: no padding
             existing = size - head
         _PACK_I32(buf, size - object_offset, existing - object_offset)
+        if self.vtable_log is not None:
+            self.vtable_log.append((object_offset, key, existing, created))
         self.head = head
         if self.minalign < 4:
             self.minalign = 4
@@ -506,15 +528,22 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         buf[low:top] = data
         if block.parent_at >= 0:
             _PACK_I32(buf, low + block.parent_at, parent)
+        log = self.vtable_log
         for at, key in block.inner:  # inner tables: their shared vtable exists (checked)
-            _PACK_I32(buf, low + at, self.vtables[key] - (size - low - at))
+            inner_vtable = self.vtables[key]
+            _PACK_I32(buf, low + at, inner_vtable - (size - low - at))
+            if log is not None:
+                log.append((size - low - at, key, inner_vtable, False))
         object_offset = size - low
         existing = self.vtables.get(block.vtable)
+        created = existing is None
         head = low
         if existing is None:
             head = self._new_vtable(head, block.vtable)
             existing = size - head
         _PACK_I32(buf, low, existing - object_offset)
+        if log is not None:
+            log.append((object_offset, block.vtable, existing, created))
         self.head = head
         if self.minalign < block.minalign:
             self.minalign = block.minalign

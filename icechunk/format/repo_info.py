@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import operator
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -45,6 +47,7 @@ from icechunk.format._flatbuf import (
     finish,
     root_table,
 )
+from icechunk.format._reuse import Remap, RunLayout, write_section
 from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
 from icechunk.format.ids import SnapshotId, crockford_encode
 from icechunk.format.values import flex_dumps, flex_loads
@@ -319,11 +322,14 @@ _UPDATE_TYPES: dict[type, int] = {
 }
 
 
+_NEW_COMMIT_TYPE = _UPDATE_TYPES[NewCommit]
+
+
 def _serialization_error(message: str) -> FormatError:
     return FormatError(f"cannot encode repo info: {message}", ErrorKind.SERIALIZATION)
 
 
-def _offsets_vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
+def _offsets_vector(builder: flatbuffers.Builder, offsets: list[int] | np.ndarray) -> int:
     return add_offsets_vector(builder, offsets)
 
 
@@ -444,32 +450,116 @@ def _snapshot_table(
     return add_table(builder, 6, fields)
 
 
-def _fast_snapshot_tables(
+# this thread's last layouts of the two big sections, for copying byte runs (_reuse.py)
+_PREVIOUS = threading.local()
+
+
+def _snapshot_section(
     builder: FastBuilder, ordered: list[SnapshotEntry], index: dict[bytes, int]
-) -> list[int]:
-    """:func:`_snapshot_table` for each entry, with the common entry's checks hoisted out of
-    the loop (a commit re-encodes every snapshot the repository lists)."""
+) -> np.ndarray:
+    """The snapshot tables, copied in runs from this thread's previous encoding where possible
+    (a commit re-encodes every snapshot the repository lists)."""
+    previous: RunLayout | None = getattr(_PREVIOUS, "snapshots", None)
+    remap = None
+    if previous is not None and previous.ids is not None:
+        # new index of every previously listed snapshot, then -1 for "no parent"
+        found = list(map(index.get, previous.ids, itertools.repeat(-2)))
+        found.append(-1)
+        remap = Remap(np.array(found, dtype=np.int64))
     entry_table = builder.snapshot_entry
-    tables = []
-    for e in ordered:
+
+    def write_one(k: int) -> tuple[int, int, bool]:
+        e = ordered[k]
         parent = -1 if e.parent_id is None else index.get(e.parent_id)
-        if e.metadata or e.pruned_ancestor_tx_logs or parent is None:
-            tables.append(_snapshot_table(builder, e, index))  # the general path (and errors)
-        else:  # a SnapshotId always has 12 bytes
-            sid = e.id if type(e.id) is SnapshotId else _id12(e.id)
-            tables.append(entry_table(e.flushed_at, e.message.encode(), parent, sid))
+        if not _plain(e) or parent is None:
+            return _snapshot_table(builder, e, index), 0, True  # the general path (and errors)
+        sid = e.id if type(e.id) is SnapshotId else _id12(e.id)  # a SnapshotId has 12 bytes
+        return entry_table(e.flushed_at, e.message.encode(), parent, sid), parent, e.flushed_at != 0
+
+    tables, layout = write_section(
+        builder, ordered, previous, write_one, _plain, ids=list(index), remap=remap
+    )
+    _PREVIOUS.snapshots = layout
     return tables
+
+
+def _plain(entry: SnapshotEntry) -> bool:
+    """No metadata (whose keys are shared strings) and no pruned logs: the common entry."""
+    return not entry.metadata and not entry.pruned_ancestor_tx_logs
+
+
+def _update_table(builder: flatbuffers.Builder, update: UpdateEntry) -> int:
+    """One ops-log ``Update`` (its member table first)."""
+    kind = update.kind
+    if type(kind) is NewCommit and isinstance(builder, FastBuilder):  # the bulk of every log
+        path = update.backup_path
+        sid = kind.new_snap_id
+        return builder.new_commit_update(
+            update.updated_at,
+            path.encode() if path is not None else None,
+            kind.branch.encode(),
+            sid if type(sid) is SnapshotId else _id12(sid),
+            _NEW_COMMIT_TYPE,
+        )
+    member = _update_member(builder, kind)
+    backup = update.backup_path.encode() if update.backup_path is not None else None
+    fields = [
+        (U64, 2, update.updated_at),
+        (STRING, 3, backup),
+        (OFFSET, 1, member),
+        (U8, 0, _UPDATE_TYPES[type(kind)]),
+    ]
+    return add_table(builder, 4, fields)
+
+
+def _updates_section(builder: FastBuilder, updates: list[UpdateEntry]) -> np.ndarray:
+    """The ops-log update tables, copied in runs from this thread's previous encoding."""
+    previous: RunLayout | None = getattr(_PREVIOUS, "updates", None)
+
+    def write_one(k: int) -> tuple[int, int, bool]:
+        update = updates[k]
+        kind = update.kind
+        wide = update.updated_at != 0 or (
+            type(kind) is RepoStatusChanged and kind.status.set_at != 0
+        )
+        return _update_table(builder, update), 0, wide
+
+    tables, layout = write_section(builder, updates, previous, write_one, _always)
+    _PREVIOUS.updates = layout
+    return tables
+
+
+def _always(_: object) -> bool:
+    return True
+
+
+_ENTRY_ID = operator.attrgetter("id")
+
+
+def _ordered_snapshots(
+    snapshots: dict[SnapshotId, SnapshotEntry],
+) -> tuple[list[SnapshotEntry], dict[bytes, int]]:
+    """Entries sorted by id bytes, and each id's index in that order (C-level loops: this
+    runs on every commit, over every snapshot)."""
+    entries = list(snapshots.values())
+    ids = list(map(_ENTRY_ID, entries))
+    if not all(map(operator.is_, snapshots, ids)):  # keys are normally the ids themselves
+        for key, entry in snapshots.items():
+            if bytes(key) != bytes(entry.id):
+                raise _serialization_error(f"snapshot {entry.id} is listed under the key {key}")
+    if all(map(isinstance, ids, itertools.repeat(bytes))):
+        ordered = sorted(entries, key=_ENTRY_ID)  # ids are bytes: they sort as bytes
+        return ordered, dict(zip(map(_ENTRY_ID, ordered), range(len(ordered)), strict=True))
+    ordered = sorted(entries, key=lambda e: bytes(e.id))
+    return ordered, {bytes(e.id): i for i, e in enumerate(ordered)}
 
 
 def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
     if "main" not in info.branches:
         raise _serialization_error("the branch 'main' is missing")
-    ordered = sorted(info.snapshots.values(), key=lambda e: bytes(e.id))
-    index = {bytes(e.id): i for i, e in enumerate(ordered)}
-    for key, entry in info.snapshots.items():
-        if bytes(key) != bytes(entry.id):
-            raise _serialization_error(f"snapshot {entry.id} is listed under the key {key}")
-    builder = builder_class(4096)
+    ordered, index = _ordered_snapshots(info.snapshots)
+    # the last payload's size: a commit adds a few hundred bytes, and growing copies it all
+    builder = builder_class(getattr(_PREVIOUS, "size_hint", 4096))
     tags = _refs_vector(builder, info.tags, index, "tag")
     branches = _refs_vector(builder, info.branches, index, "branch")
     deleted = _offsets_vector(
@@ -479,8 +569,9 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
             for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))
         ],
     )
+    tables: list[int] | np.ndarray
     if isinstance(builder, FastBuilder):
-        tables = _fast_snapshot_tables(builder, ordered, index)
+        tables = _snapshot_section(builder, ordered, index)
     else:
         tables = [_snapshot_table(builder, e, index) for e in ordered]
     snapshots = _offsets_vector(builder, tables)
@@ -496,34 +587,11 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
         if info.disabled_feature_flags is not None
         else None
     )
-    updates = []
-    fast = isinstance(builder, FastBuilder)
-    new_commit = builder.new_commit_update if fast else None
-    new_commit_type = _UPDATE_TYPES[NewCommit]
-    for update in info.latest_updates:
-        kind = update.kind
-        if new_commit is not None and type(kind) is NewCommit:  # the bulk of every ops log
-            path = update.backup_path
-            sid = kind.new_snap_id
-            updates.append(
-                new_commit(
-                    update.updated_at,
-                    path.encode() if path is not None else None,
-                    kind.branch.encode(),
-                    sid if type(sid) is SnapshotId else _id12(sid),
-                    new_commit_type,
-                )
-            )
-            continue
-        member = _update_member(builder, update.kind)
-        backup = update.backup_path.encode() if update.backup_path is not None else None
-        fields = [
-            (U64, 2, update.updated_at),
-            (STRING, 3, backup),
-            (OFFSET, 1, member),
-            (U8, 0, _UPDATE_TYPES[type(update.kind)]),
-        ]
-        updates.append(add_table(builder, 4, fields))
+    updates: list[int] | np.ndarray
+    if isinstance(builder, FastBuilder):
+        updates = _updates_section(builder, info.latest_updates)
+    else:
+        updates = [_update_table(builder, u) for u in info.latest_updates]
     updates_vec = _offsets_vector(builder, updates)
     before = (
         builder.CreateString(info.repo_before_updates)
@@ -549,7 +617,10 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
     builder.PrependUOffsetTRelativeSlot(2, branches, 0)
     builder.PrependUOffsetTRelativeSlot(1, tags, 0)
     builder.PrependUint8Slot(0, info.spec_version, 0)
-    return finish(builder, builder.EndObject())
+    payload = finish(builder, builder.EndObject())
+    if isinstance(builder, FastBuilder):
+        _PREVIOUS.size_hint = min(-(-(len(payload) + 4096) // 4096) * 4096, 1 << 30)
+    return payload
 
 
 def encode_repo_info(

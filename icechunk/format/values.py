@@ -93,9 +93,40 @@ def flex_dumps(value: Any, *, sort_keys: bool = True) -> bytes:
         Insert map keys in sorted order (commit/repo metadata).  ``False`` keeps the
         mapping's own order (the repository config, whose keys follow declaration order).
     """
+    key = (repr(value), sort_keys) if _plain_json(value) else None
+    if key is not None:
+        found = _DUMPS_MEMO.get(key)
+        if found is not None:
+            return found
     builder = _Builder()
     _add(builder, value, sort_keys)
-    return bytes(builder.Finish())
+    out = bytes(builder.Finish())
+    if key is not None and len(out) <= _DUMPS_MEMO_MAX_BYTES:
+        if len(_DUMPS_MEMO) >= _DUMPS_MEMO_SIZE:
+            _DUMPS_MEMO.clear()
+        _DUMPS_MEMO[key] = out
+    return out
+
+
+# Encoding a small map costs ~60 µs in the pure-Python FlexBuffers builder, and every commit
+# re-encodes the same metadata values (the root snapshot's, the repository's).  Values made
+# only of builtin JSON types are keyed by their repr, which tells apart everything the
+# encoder tells apart (1 / 1.0 / True, list / tuple, key order).
+_DUMPS_MEMO: dict[tuple[str, bool], bytes] = {}
+_DUMPS_MEMO_SIZE = 4096
+_DUMPS_MEMO_MAX_BYTES = 4096  # big values are rare and would pin memory
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def _plain_json(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain_json(v) for v in value)
+    return False
 
 
 def _value(ref: flexbuffers.Ref) -> Any:

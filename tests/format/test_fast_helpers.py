@@ -85,3 +85,31 @@ def test_reused_compressors_give_the_bytes_of_a_fresh_one() -> None:
         t.join()
     expected = [fresh(p, level) for _ in range(3) for level in (1, 3) for p in payloads]
     assert all(results[k] == expected for k in range(4))
+
+
+def test_flex_dumps_memo_tells_apart_what_the_encoder_tells_apart() -> None:
+    from icechunk.format import values
+
+    values._DUMPS_MEMO.clear()
+    samples: list[object] = [1, 1.0, True, "1", None, [1], (1,), {"a": 1}, {"a": 1.0}, {"b": 1, "a": 2}, {"a": 2, "b": 1}]
+    first = [values.flex_dumps(v) for v in samples]
+    assert len(values._DUMPS_MEMO) == len(samples)  # every plain value was memoized
+    again = [values.flex_dumps(v) for v in reversed(samples)][::-1]  # served from the memo
+    assert again == first
+    for value, data in zip(samples, first, strict=True):
+        back = values.flex_loads(data)
+        assert back == (list(value) if isinstance(value, tuple) else value)
+        assert type(back) is (list if isinstance(value, tuple) else type(value))
+    # unsorted keys are a different encoding, and never served for the sorted one
+    assert values.flex_dumps({"b": 1, "a": 2}, sort_keys=False) != values.flex_dumps({"b": 1, "a": 2})
+
+
+def test_flex_dumps_memo_skips_non_builtin_values_and_big_outputs() -> None:
+    from collections import OrderedDict
+
+    from icechunk.format import values
+
+    values._DUMPS_MEMO.clear()
+    assert values.flex_dumps(OrderedDict(a=1)) == values.flex_dumps({"a": 1})  # not memoized
+    values.flex_dumps({"big": "x" * 10_000})
+    assert list(values._DUMPS_MEMO) == [("{'a': 1}", True)]  # only the plain dict
