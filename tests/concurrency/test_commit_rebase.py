@@ -281,3 +281,47 @@ def test_flush_moves_no_branch_and_can_be_adopted() -> None:
     with pytest.raises(ic.ConflictError):
         stale.commit("stale")
     assert repo.lookup_branch("keep") == flushed
+
+
+def test_backoff_cap_scales_with_the_attempt_and_the_lost_races() -> None:
+    from icechunk.core.rebase import BACKOFF_MAX_LOSSES, BACKOFF_MAX_S, backoff_cap
+
+    assert backoff_cap(0.004, 1) == pytest.approx(0.004)
+    assert backoff_cap(0.004, 3) == pytest.approx(0.012)
+    assert backoff_cap(0.004, 100) == pytest.approx(0.004 * BACKOFF_MAX_LOSSES)
+    assert backoff_cap(10.0, 5) == BACKOFF_MAX_S
+    assert backoff_cap(-1.0, 1) == 0.0  # a clock step backwards never gives a negative sleep
+
+
+def test_only_lost_races_back_off_and_the_sleep_follows_the_attempt_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three lost races sleep at most (attempt time x races lost so far); the rebases done by
+    the pre-check when the tip already moved do not sleep at all."""
+    import asyncio
+
+    import icechunk.core.rebase as rebase_module
+
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float, *args: object) -> None:
+        sleeps.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(rebase_module.asyncio, "sleep", recording_sleep)
+    repo, interferer = _setup(3)
+    session = _ours(repo)
+    interferer.active = True
+    session.commit("ours", rebase_with=ConflictDetector(), rebase_tries=10)
+    assert len(sleeps) == 3  # one per lost race
+    assert all(0 <= s <= 1.0 for s in sleeps)  # an in-memory attempt takes milliseconds
+
+    sleeps.clear()
+    other = ic.Repository.open(repo.storage)
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="a").create_group("ours again")
+    for k in range(3):  # the tip moves three times before we commit: no race is lost
+        s = other.writable_session("main")
+        zarr.open_group(s.store, mode="a").create_group(f"before{k}")
+        s.commit(f"before {k}")
+    session.commit("ours again", rebase_with=ConflictDetector())
+    assert sleeps == []
