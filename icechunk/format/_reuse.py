@@ -168,6 +168,10 @@ _ITEM_COLUMNS = ("start", "end", "obj", "parent", "parent_site", "wide", "nrefs"
 _REF_COLUMNS = ("ref_obj", "ref_vt", "ref_code", "ref_new")
 
 
+def _dtype(column: str) -> type:
+    return bool if column in _BOOL_COLUMNS else np.int64
+
+
 class _Recorder:
     """Collects the new layout: Python lists for items written one by one, numpy chunks for
     copied runs (a list per item would cost as much as the copy saves)."""
@@ -179,8 +183,7 @@ class _Recorder:
     def flush(self) -> None:
         for name, values in self.pending.items():
             if values:
-                dtype = bool if name in _BOOL_COLUMNS else np.int64
-                self.chunks[name].append(np.array(values, dtype=dtype))
+                self.chunks[name].append(np.array(values, dtype=_dtype(name)))
                 values.clear()
 
     def add_run(self, cols: dict[str, np.ndarray]) -> None:
@@ -192,8 +195,7 @@ class _Recorder:
         self.flush()
         out = {}
         for name, parts in self.chunks.items():
-            dtype = bool if name in _BOOL_COLUMNS else np.int64
-            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=_dtype(name))
         return out
 
     def fresh(
@@ -321,9 +323,9 @@ def _copy_run(
     stop = r  # items j + stop onward are not copied
     new_parent = None
     if remap is not None:
-        new_parent = remap.values[prev.parent[j : j + r]]
+        old_parent = prev.parent[j : j + r]
+        new_parent = remap.values[old_parent]
         if not remap.clean:
-            old_parent = prev.parent[j : j + r]
             bad = (new_parent == -2) | ((old_parent == 0) != (new_parent == 0))
             if bad.any():
                 stop = int(np.argmax(bad))
