@@ -299,36 +299,34 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         """
         directory = os.path.dirname(path)
         try:
-            fd = self._create_exclusive(path, directory)
+            self._write_new_file(path, directory, data)
         except FileExistsError:
             # the key exists (a retried write of the same object): replace it atomically
             self._put(key, path, data, "overwrite")
             return
         except OSError as error:
             raise _io_error(error, f"cannot write {key!r}") from error
+        if self._fsync:
+            _fsync_dir(directory)
+
+    def _write_new_file(self, path: str, directory: str, data: memoryview) -> None:
+        """Create ``path`` (never an existing file; its directory made on first use) holding
+        ``data``, fsynced if asked; a failed write leaves no file behind."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)  # lazily: opening never creates the root
+            fd = os.open(path, flags, 0o666)
         try:
             _write_all(fd, data)
             if self._fsync:
                 os.fsync(fd)
-        except BaseException as error:
+        except BaseException:
             os.close(fd)
             _unlink_quietly(path)
-            if isinstance(error, OSError):
-                raise _io_error(error, f"cannot write {key!r}") from error
             raise
         os.close(fd)
-        if self._fsync:
-            _fsync_dir(directory)
-
-    @staticmethod
-    def _create_exclusive(path: str, directory: str) -> int:
-        """A new file at ``path`` opened for writing (its directory made on first use)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            return os.open(path, flags, 0o666)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)  # lazily: opening never creates the root
-            return os.open(path, flags, 0o666)
 
     def _put(self, key: str, path: str, data: memoryview, mode: PutMode) -> PutResult:
         directory = os.path.dirname(path)
@@ -361,16 +359,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
     def _write_temp(self, directory: str, data: memoryview) -> str:
         temp = os.path.join(directory, f".{uuid.uuid4().hex}.tmp")
-        fd = self._create_exclusive(temp, directory)
-        try:
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(temp)
-            raise
-        os.close(fd)
+        self._write_new_file(temp, directory, data)
         return temp
 
     def _link_or_fail(self, temp: str, path: str, directory: str) -> bool:
