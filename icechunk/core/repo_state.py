@@ -278,14 +278,18 @@ class RepoInfoRefs(RepoState):
                 _require_writable(info)
             new = _copy_info(info)
             kind = mutate(new)
-            if kind is not None:
+            if kind is None:
+                encoded = self.assets.encode_repo_info(new)
+                result = await storage.put(keys.REPO, encoded, version)
+            else:
                 newest = info.latest_updates[0].updated_at if info.latest_updates else 0
                 backup = backup_name(now_us() // 1000, os.urandom(12))
                 new = append_update(new, kind, max(now_us(), newest + 1), backup, self.page_size)
+                encoded = self.assets.encode_repo_info(new)
                 # the old bytes are kept, under the name its newest entry now points to
-                await storage.put_fresh(keys.overwritten(backup), old_bytes)
-            encoded = self.assets.encode_repo_info(new)
-            result = await storage.put(keys.REPO, encoded, version)
+                result = await storage.put_with_backup(
+                    keys.REPO, encoded, version, keys.overwritten(backup), old_bytes
+                )
             if result.ok:
                 self._info = new
                 self._decoded = (encoded, new)

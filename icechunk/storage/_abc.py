@@ -157,6 +157,26 @@ class Storage(abc.ABC):
         """
         await self.put(key, data, "overwrite")
 
+    async def put_with_backup(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        expected: VersionToken,
+        backup_key: str,
+        previous: bytes,
+    ) -> PutResult:
+        """Compare-and-swap ``key`` to ``data``, keeping the replaced object under ``backup_key``.
+
+        The ``repo`` object is updated so (FORMAT.md §5.3): ``previous`` is its content at
+        version ``expected``, as the caller read it, and ``backup_key`` a fresh key.  When
+        the swap succeeds, the backup holds ``previous``; when it fails (``ok=False``) a
+        backup may or may not have been written.  The default writes the backup with
+        :meth:`put_fresh`, then calls :meth:`put`; the local backend hard-links the current
+        file as the backup and swaps the new one in, under its directory lock.
+        """
+        await self.put_fresh(backup_key, previous)
+        return await self.put(key, data, expected)
+
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:
         """Size/time/version of an object, or None when it does not exist."""

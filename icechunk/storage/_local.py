@@ -8,7 +8,10 @@ Write protocol (every write is atomic: readers see the old or the new bytes, nev
 - ``overwrite``: ``os.replace(temp, target)`` (atomic; not ordered against a concurrent
   compare-and-swap of the same key, which the engine never does);
 - compare-and-swap (a :class:`VersionToken`): under the directory lock, re-read the target,
-  compare its version, then ``os.replace``.
+  compare its version, then ``os.replace``;
+- compare-and-swap keeping a backup (every update of ``repo``): the same, but the current
+  file is hard-linked under the backup key and the temp file swapped in with
+  ``renameat2(RENAME_EXCHANGE)`` where the system has it (``_exchange.py`` says why).
 
 The directory lock is ``fcntl.flock(LOCK_EX)`` on the directory's own file descriptor, so no
 extra file appears in the repository and the lock also excludes other processes (and other
@@ -53,6 +56,7 @@ from icechunk.storage._common import (
     check_prefix,
     describe_settings,
 )
+from icechunk.storage._exchange import exchange
 from icechunk.storage._ranges import resolve_range
 
 try:
@@ -291,6 +295,67 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         else:
             self._put_fresh(key, path, view)
 
+    async def put_with_backup(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        expected: VersionToken,
+        backup_key: str,
+        previous: bytes,
+    ) -> PutResult:
+        path, backup = self._path(key), self._path(backup_key)
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        if view.nbytes > INLINE_LIMIT:
+            return await asyncio.to_thread(self._put_with_backup, key, path, view, expected, backup, previous)
+        return self._put_with_backup(key, path, view, expected, backup, previous)
+
+    def _put_with_backup(
+        self, key: str, path: str, data: memoryview, expected: VersionToken, backup: str, previous: bytes
+    ) -> PutResult:
+        """Under the directory lock: check the version, hard-link the current file as the
+        backup (no copy of its bytes), then exchange the temp file in (see ``_exchange``)."""
+        directory = os.path.dirname(path)
+        try:
+            temp = self._write_temp(directory, data)
+        except OSError as error:
+            raise _io_error(error, f"cannot write {key!r}") from error
+        version = VersionToken(etag=content_etag(data))
+
+        def swap() -> bool:
+            if not _has_version(path, expected):
+                return False
+            self._keep_copy(path, backup, previous)
+            if not exchange(temp, path):
+                os.replace(temp, path)
+            return True
+
+        try:
+            ok = self._locked(directory, swap)
+        except OSError as error:
+            raise _io_error(error, f"cannot write {key!r}") from error
+        finally:
+            # after an exchange the temp name holds the replaced file, still linked as backup
+            _unlink_quietly(temp)
+        if ok and self._fsync:
+            _fsync_dir(directory)
+        return PutResult(ok=True, version=version) if ok else PutResult(ok=False)
+
+    def _keep_copy(self, path: str, backup: str, previous: bytes) -> None:
+        """Make ``backup`` a hard link to ``path``, or a copy of ``previous`` where links fail."""
+        backup_dir = os.path.dirname(backup)
+        try:
+            try:
+                os.link(path, backup)
+            except FileNotFoundError:
+                os.makedirs(backup_dir, exist_ok=True)
+                os.link(path, backup)
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV):
+                raise
+            self._write_new_file(backup, backup_dir, memoryview(previous))
+        if self._fsync:
+            _fsync_dir(backup_dir)  # the backup is durable before the swap is
+
     def _put_fresh(self, key: str, path: str, data: memoryview) -> None:
         """Write straight to ``path`` (no temp file, no rename): nobody reads the key yet.
 
@@ -383,14 +448,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         return self._locked(directory, create_locked)
 
     def _swap_if(self, path: str, temp: str, expected: VersionToken) -> bool:
-        try:
-            with open(path, "rb") as current:
-                etag = content_etag(current.read())
-        except OSError as error:
-            if error.errno in _NOT_FOUND_ERRNOS:
-                return False  # a missing object never matches
-            raise
-        if expected.etag is None or etag != expected.etag:
+        if not _has_version(path, expected):
             return False
         os.replace(temp, path)
         return True
@@ -448,6 +506,18 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
 def _restore(root: str, settings: StorageSettings | None, fsync: bool) -> LocalFileSystemStorage:
     return LocalFileSystemStorage(root, settings, fsync=fsync)
+
+
+def _has_version(path: str, expected: VersionToken) -> bool:
+    """Whether the file at ``path`` has version ``expected`` (a missing file never has)."""
+    try:
+        with open(path, "rb") as current:
+            etag = content_etag(current.read())
+    except OSError as error:
+        if error.errno in _NOT_FOUND_ERRNOS:
+            return False
+        raise
+    return expected.etag is not None and etag == expected.etag
 
 
 def _read_and_close(fd: int, start: int, end: int, key: str) -> bytes:

@@ -161,6 +161,30 @@ class StorageTests:
         assert not result.ok
         assert await storage.get("repo") == b"v2"
 
+    async def test_put_with_backup_swaps_and_keeps_the_previous_object(self, storage: Storage) -> None:
+        await storage.put("repo", b"v1")
+        previous, token = await storage.get_with_version("repo")
+        result = await storage.put_with_backup("repo", b"v2", token, "overwritten/b1", previous)
+        assert result.ok
+        assert await storage.get("repo") == b"v2"
+        assert await storage.get("overwritten/b1") == b"v1"
+        _, now = await storage.get_with_version("repo")
+        assert result.version == now
+        big = DATA * 40_000  # beyond any inline write limit
+        result = await storage.put_with_backup("repo", big, now, "overwritten/b2", b"v2")
+        assert result.ok
+        assert await storage.get("repo") == big
+        assert await storage.get("overwritten/b2") == b"v2"
+        assert await storage.get("overwritten/b1") == b"v1"  # earlier backups stay as they were
+
+    async def test_put_with_backup_with_stale_token_is_rejected(self, storage: Storage) -> None:
+        await storage.put("repo", b"v1")
+        previous, stale = await storage.get_with_version("repo")
+        assert (await storage.put("repo", b"v2", mode=stale)).ok
+        result = await storage.put_with_backup("repo", b"lost", stale, "overwritten/b1", previous)
+        assert not result.ok
+        assert await storage.get("repo") == b"v2"
+
     async def test_compare_and_swap_on_missing_key_is_rejected(self, storage: Storage) -> None:
         await storage.put("other", b"v1")
         _, token = await storage.get_with_version("other")

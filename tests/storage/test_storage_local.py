@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import pickle
 from pathlib import Path
@@ -113,6 +114,96 @@ async def test_put_fresh_writes_in_place_without_a_temp_file_or_rename(
     assert (tmp_path / "snapshots" / "ABC").read_bytes() == b"snapshot bytes"
     assert (tmp_path / "chunks" / "XYZ").read_bytes() == b"c" * (1 << 17)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ABC", "XYZ"]
+
+
+async def _put_v2_with_backup(storage: Storage) -> tuple[bool, bytes]:
+    """Write ``repo`` = v1, then swap in v2 keeping v1 as ``overwritten/b``."""
+    await storage.put("repo", b"v1")
+    previous, token = await storage.get_with_version("repo")
+    result = await storage.put_with_backup("repo", b"v2", token, "overwritten/b", previous)
+    return result.ok, previous
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_put_with_backup_links_the_old_file_and_exchanges_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("repo", b"v1")
+    old_inode = os.stat(tmp_path / "repo").st_ino
+
+    def no_replace(*args: object) -> None:
+        raise AssertionError("the repo file was renamed over (ext4 then flushes it at once)")
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    previous, token = await storage.get_with_version("repo")
+    assert (await storage.put_with_backup("repo", b"v2", token, "overwritten/b", previous)).ok
+    backup = os.stat(tmp_path / "overwritten" / "b")
+    assert backup.st_ino == old_inode  # the backup is the old file itself, not a copy
+    assert backup.st_nlink == 1  # the temp name that held it after the exchange is gone
+    assert (tmp_path / "repo").read_bytes() == b"v2"
+    assert _files(tmp_path) == ["overwritten/b", "repo"]
+
+
+async def test_put_with_backup_falls_back_to_rename_and_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without renameat2 exchange and without hard links, the same outcome by other means."""
+    import icechunk.storage._local as local
+
+    def no_link(*args: object) -> None:
+        raise OSError(errno.EPERM, "hard links not allowed here")
+
+    monkeypatch.setattr(local, "exchange", lambda first, second: False)
+    monkeypatch.setattr(os, "link", no_link)
+    ok, _ = await _put_v2_with_backup(local_filesystem_storage(tmp_path))
+    assert ok
+    assert (tmp_path / "repo").read_bytes() == b"v2"
+    assert (tmp_path / "overwritten" / "b").read_bytes() == b"v1"
+    assert _files(tmp_path) == ["overwritten/b", "repo"]
+
+
+async def test_put_with_backup_stale_version_leaves_no_backup_or_temp_file(tmp_path: Path) -> None:
+    storage = local_filesystem_storage(tmp_path)
+    await storage.put("repo", b"v1")
+    previous, stale = await storage.get_with_version("repo")
+    await storage.put("repo", b"v2")
+    assert not (await storage.put_with_backup("repo", b"v3", stale, "overwritten/b", previous)).ok
+    assert _files(tmp_path) == ["repo"]
+    assert (tmp_path / "repo").read_bytes() == b"v2"
+
+
+async def test_put_with_backup_failing_swap_keeps_the_committed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import icechunk.storage._local as local
+
+    def broken(first: str, second: str) -> bool:
+        raise OSError(errno.EIO, "disk failure", first)
+
+    monkeypatch.setattr(local, "exchange", broken)
+    storage = local_filesystem_storage(tmp_path)
+    with pytest.raises(StorageError, match="disk failure"):
+        await _put_v2_with_backup(storage)
+    assert (tmp_path / "repo").read_bytes() == b"v1"
+    # the backup link made before the failure is a harmless orphan; no temp file is left
+    assert _files(tmp_path) == ["overwritten/b", "repo"]
+
+
+def test_exchange_swaps_two_files_or_says_it_cannot(tmp_path: Path) -> None:
+    from icechunk.storage._exchange import exchange
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"A")
+    second.write_bytes(b"B")
+    if not exchange(str(first), str(second)):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available on this system or filesystem")
+    assert (first.read_bytes(), second.read_bytes()) == (b"B", b"A")
+    with pytest.raises(FileNotFoundError):
+        exchange(str(first), str(tmp_path / "missing"))
 
 
 async def test_put_fresh_failure_is_a_storage_error(tmp_path: Path) -> None:
