@@ -222,7 +222,7 @@ class RepoInfoRefs(RepoState):
         cached = self._decoded
         if cached is not None and cached[0] == data:
             return cached[1], data, version
-        info = decode_repo_info(data, keys.REPO)
+        info = decode_repo_info(data, keys.REPO, previous=cached[1] if cached is not None else None)
         self._decoded = (bytes(data), info)
         return info, data, version
 

@@ -32,6 +32,7 @@ with ours.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -158,6 +159,8 @@ def _scan(off0: int, pre: np.ndarray, base: np.ndarray, is64: np.ndarray) -> tup
     m = pre.shape[0]
     pad_a0 = -off0 % 4
     init = (off0 + pad_a0) % 8
+    if not is64.any():  # no table has a u64 field to pad for (say, only inline refs)
+        return pad_a0, np.zeros(m, dtype=np.int64)
     if is64.all():
         # every table restarts the state: ref k starts where table k - 1 left it
         state_in = np.empty(m, dtype=np.int64)
@@ -196,9 +199,12 @@ class _Record:
     payloads: tuple[tuple[str, int, int], ...]  # (payload attribute, field id, word count)
 
 
+@functools.lru_cache(maxsize=4096)
 def _record(
     shape: int, pad_a: int, pad_c: int, vtnew: bool, psizes: tuple[int, ...], ndim: int
 ) -> _Record:
+    """The record of refs with these properties (cached: a dtype costs ~20 µs to build, and
+    every manifest of a repository uses the same few records)."""
     names: list[str] = []
     formats: list[object] = []
     offsets: list[int] = []

@@ -36,7 +36,7 @@ from icechunk.format.repo_info import (
     encode_repo_info,
 )
 from icechunk.format.values import flex_loads
-from tests.format.test_repo_info import _kinds, _metadata, _names, _status, repo_infos
+from tests.format.test_repo_info import _info, _kinds, _metadata, _names, _status, repo_infos
 
 NAME = "prefix/repo"
 
@@ -291,3 +291,47 @@ def test_fast_entries_equal_constructed_ones() -> None:
     assert dataclasses.replace(fast, message="x") == dataclasses.replace(slow, message="x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.message = "changed"  # type: ignore[misc]
+
+
+# ---- decoding after an earlier state: equal entries are the earlier objects ------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(repo_infos(), repo_infos(), st.randoms(use_true_random=False))
+def test_decoding_with_previous_reuses_exactly_the_equal_entries(
+    before: RepoInfo, other: RepoInfo, rnd: random.Random
+) -> None:
+    """Entries equal to the earlier state's come back as its objects; every value is as
+    decoded without it (the earlier state mixes equal, edited and unrelated entries)."""
+    previous = decode_repo_info(encode_repo_info(before))
+    old = list(previous.snapshots.values())
+    edited = dict(other.snapshots)
+    for entry in rnd.sample(old, k=len(old) // 2):  # shared with the new state as is
+        if entry.parent_id is None or entry.parent_id in edited:
+            edited[entry.id] = entry
+    if old and old[0].id in edited:  # one shared id whose entry changed
+        edited[old[0].id] = dataclasses.replace(edited[old[0].id], message=old[0].message + "!")
+    after = dataclasses.replace(other, snapshots=edited)
+    after.latest_updates = [*other.latest_updates, *previous.latest_updates]
+    after.latest_updates.sort(key=lambda u: -u.updated_at)
+    data = encode_repo_info(after)
+
+    plain = decode_repo_info(data)
+    reused = decode_repo_info(data, previous=previous)
+    assert reused == plain
+    assert reused.latest_updates == plain.latest_updates
+    for sid, entry in reused.snapshots.items():
+        earlier = previous.snapshots.get(sid)
+        assert (entry is earlier) == (earlier is not None and earlier == entry)
+    earlier_updates = {u.updated_at: u for u in previous.latest_updates}
+    for update in reused.latest_updates:
+        earlier_update = earlier_updates.get(update.updated_at)
+        assert (update is earlier_update) == (earlier_update is not None and earlier_update == update)
+
+
+def test_an_undecoded_earlier_ops_log_is_not_decoded_for_reuse() -> None:
+    data = encode_repo_info(_info([UpdateEntry(NewCommit("main", SnapshotId(bytes(12))), 5)]))
+    info = decode_repo_info(data)
+    again = decode_repo_info(data, previous=info)
+    assert type(ri._UPDATES_SLOT.__get__(info, RepoInfo)) is ri._PendingOpsLog  # still lazy
+    assert again.latest_updates == info.latest_updates
