@@ -14,7 +14,7 @@ import itertools
 import operator
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -276,16 +276,7 @@ class _PendingOpsLog:
 
     def decode(self) -> list[UpdateEntry]:
         with decoding(self.name, "repo info"):
-            updates = _decode_updates(self.root.buf, self.root, self.name)
-        if self.previous:
-            by_time = {u.updated_at: u for u in self.previous}
-            updates = [_same_or(by_time.get(u.updated_at), u) for u in updates]
-        return updates
-
-
-def _same_or(old: _T | None, new: _T) -> _T:
-    """``old`` when it equals ``new`` (sharing it keeps the encoder's byte runs), else ``new``."""
-    return old if old is not None and old == new else new
+            return _decode_updates(self.root.buf, self.root, self.name, self.previous)
 
 
 def _get_latest_updates(info: RepoInfo) -> list[UpdateEntry]:
@@ -848,20 +839,41 @@ _make_entry = _entry_factory()
 
 @dataclass(slots=True)
 class _SnapshotColumns:
+    """The snapshot list's fixed-size fields, decoded for every entry at once."""
+
+    buf: bytes
+    cols: Columns
     ids: list[SnapshotId]
     parents: npt.NDArray[np.int64]  # raw parent_offset values (-1 = root), not yet checked
     flushed_at: list[int]
-    messages: list[str]
-    metadata: list[dict[str, Any]]
-    pruned: list[tuple[SnapshotId, ...] | None]
+
+    def details(
+        self, rows: list[int], name: str
+    ) -> tuple[list[str], list[dict[str, Any]], list[tuple[SnapshotId, ...] | None]]:
+        """Messages, metadata and pruned logs of the entries ``rows``.
+
+        Entries with metadata or pruned transaction logs (rare) have those two fields read
+        per entry through :class:`Table`.
+        """
+        cols, buf = self.cols, self.buf
+        index = np.array(rows, dtype=np.int64)
+        messages = cols.strings(cols.field(3)[index])
+        metadata: list[dict[str, Any]] = [{} for _ in rows]
+        pruned: list[tuple[SnapshotId, ...] | None] = [None] * len(rows)
+        f_metadata = cols.field(4)[index]
+        with_metadata = np.flatnonzero(f_metadata)
+        if len(with_metadata):
+            lengths = cols.vector_lengths(f_metadata[with_metadata])
+            for k in with_metadata[lengths != 0].tolist():
+                metadata[k] = _decode_metadata(Table(buf, int(cols.pos[rows[k]])), 4, name)
+        for k in np.flatnonzero(cols.field(5)[index]).tolist():
+            raws = Table(buf, int(cols.pos[rows[k]])).struct_vector(5, 12)
+            pruned[k] = tuple(SnapshotId(raw) for raw in raws)
+        return messages, metadata, pruned
 
 
 def _decode_snapshot_columns(buf: bytes, root: Table, name: str) -> _SnapshotColumns:
-    """Every snapshot of the list, field by field for all of them at once (numpy gathers).
-
-    Entries with metadata or pruned transaction logs (rare) have those two fields read per
-    entry through :class:`Table`.
-    """
+    """Every snapshot of the list, field by field for all of them at once (numpy gathers)."""
     start, n = _required(root.vector(4), name, "snapshots")
     cols = Columns.of_vector(buf, start, n, 6)
     f_id, f_message = cols.field(0), cols.field(3)
@@ -873,23 +885,49 @@ def _decode_snapshot_columns(buf: bytes, root: Table, name: str) -> _SnapshotCol
     ids = _snapshot_ids(cols.raw12(f_id))
     parents = cols.scalar_field(1, "<i4")
     flushed_at = cols.scalar_field(2, "<u8").tolist()
-    messages = cols.strings(f_message)
-    metadata: list[dict[str, Any]] = [{} for _ in range(n)]
-    pruned: list[tuple[SnapshotId, ...] | None] = [None] * n
-    f_metadata = cols.field(4)
-    with_metadata = np.flatnonzero(f_metadata)
-    if len(with_metadata):
-        lengths = cols.vector_lengths(f_metadata[with_metadata])
-        for i in with_metadata[lengths != 0].tolist():
-            metadata[i] = _decode_metadata(Table(buf, int(cols.pos[i])), 4, name)
-    for i in np.flatnonzero(cols.field(5)).tolist():
-        raws = Table(buf, int(cols.pos[i])).struct_vector(5, 12)
-        pruned[i] = tuple(SnapshotId(raw) for raw in raws)
-    return _SnapshotColumns(ids, parents, flushed_at, messages, metadata, pruned)
+    return _SnapshotColumns(buf, cols, ids, parents, flushed_at)
 
 
-def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
-    """The ops-log page, column-wise; NewCommit members (nearly all of them) too."""
+def _snapshot_entries(
+    cols: _SnapshotColumns,
+    parent_ids: list[SnapshotId | None],
+    previous: dict[SnapshotId, SnapshotEntry] | None,
+    name: str,
+) -> list[SnapshotEntry]:
+    """The entries, taking those of ``previous`` with the same id, parent and flush time.
+
+    A snapshot's message and metadata never change once it is listed (an amend makes a new
+    snapshot), so those three fields identify an entry of the same repository; only the
+    other entries' strings and metadata are decoded.
+    """
+    ids, flushed_at = cols.ids, cols.flushed_at
+    entries: list[SnapshotEntry | None]
+    if previous:
+        entries = list(map(previous.get, ids))
+        rows = [
+            i
+            for i, (old, parent, flushed) in enumerate(zip(entries, parent_ids, flushed_at, strict=True))
+            if old is None or old.parent_id != parent or old.flushed_at != flushed
+        ]
+    else:
+        entries = [None] * len(ids)
+        rows = list(range(len(ids)))
+    if rows:
+        for i, message, metadata, pruned in zip(rows, *cols.details(rows, name), strict=True):
+            entries[i] = _make_entry(ids[i], parent_ids[i], flushed_at[i], message, metadata, pruned)
+    return entries  # type: ignore[return-value]  # every None was replaced
+
+
+def _decode_updates(
+    buf: bytes, root: Table, name: str, previous: list[UpdateEntry] | None = None
+) -> list[UpdateEntry]:
+    """The ops-log page, column-wise; NewCommit members (nearly all of them) too.
+
+    With ``previous`` (an earlier page of the same repository), a NewCommit entry with the
+    same time, new snapshot id and presence of a backup path is that page's object: an entry
+    never changes once written, except that the newest one gets its backup path when the
+    next update lands; only the other entries' strings are decoded.
+    """
     start, n = _required(root.vector(7), name, "latest_updates")
     cols = Columns.of_vector(buf, start, n, 4)
     f_member = cols.field(1)
@@ -897,7 +935,10 @@ def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
         raise _corrupt(name, "required field Update.update_type is missing")
     type_ids = cols.scalar_field(0, "u1")
     members = cols.targets(f_member)
-    kinds: list[Any] = [None] * n  # every slot is filled below
+    updated_at = cols.scalar_field(2, "<u8").tolist()
+    f_backup = cols.field(3)
+    out: list[UpdateEntry | None] = [None] * n
+    kinds: list[Any] = [None] * n
     commits = np.flatnonzero(type_ids == 10)
     if len(commits):
         member_cols = Columns(buf, members[commits], 2)
@@ -906,17 +947,37 @@ def _decode_updates(buf: bytes, root: Table, name: str) -> list[UpdateEntry]:
             raise _corrupt(name, "required field NewCommitUpdate.branch is missing")
         if not f_new.all():
             raise _corrupt(name, "required field new_snap_id is missing")
+        rows = commits.tolist()
         new_ids = _snapshot_ids(member_cols.raw12(f_new))
-        for i, branch, sid in zip(commits.tolist(), member_cols.strings(f_branch), new_ids, strict=True):
-            kinds[i] = NewCommit(branch, sid)
+        fresh = list(range(len(rows)))
+        if previous:
+            by_time = {u.updated_at: u for u in previous}
+            has_backup = (f_backup != 0).tolist()
+            fresh = []
+            for k, (i, sid) in enumerate(zip(rows, new_ids, strict=True)):
+                old = by_time.get(updated_at[i])
+                kind = old.kind if old is not None else None
+                if (
+                    type(kind) is NewCommit
+                    and kind.new_snap_id == sid
+                    and (old.backup_path is not None) == has_backup[i]  # type: ignore[union-attr]
+                ):
+                    out[i] = old
+                else:
+                    fresh.append(k)
+        branches = member_cols.strings(f_branch[fresh]) if fresh else []
+        for k, branch in zip(fresh, branches, strict=True):
+            kinds[rows[k]] = NewCommit(branch, new_ids[k])
     for i in np.flatnonzero(type_ids != 10).tolist():
         kinds[i] = _decode_update_kind(int(type_ids[i]), Table(buf, int(members[i])), name)
-    backups: list[str | None] = [None] * n
-    f_backup = cols.field(3)
-    with_backup = np.flatnonzero(f_backup)
-    for i, text in zip(with_backup.tolist(), cols.strings(f_backup[with_backup]), strict=True):
-        backups[i] = text
-    return list(map(UpdateEntry, kinds, cols.scalar_field(2, "<u8").tolist(), backups))
+    todo = [i for i in range(n) if out[i] is None]
+    backups: dict[int, str] = {}
+    with_backup = [i for i in todo if f_backup[i]]
+    if with_backup:
+        backups = dict(zip(with_backup, cols.strings(f_backup[with_backup]), strict=True))
+    for i in todo:
+        out[i] = UpdateEntry(kinds[i], updated_at[i], backups.get(i))
+    return out  # type: ignore[return-value]  # every None was replaced
 
 
 def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
@@ -943,11 +1004,7 @@ def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
     _check_acyclic(parents, ids, name)
     with_root: list[SnapshotId | None] = [*ids, None]  # index -1 is the root's "parent"
     parent_ids = [with_root[p] for p in parents.tolist()]
-    fields = (ids, parent_ids, cols.flushed_at, cols.messages, cols.metadata, cols.pruned)
-    if previous is not None and previous.snapshots:
-        entries: Iterable[SnapshotEntry] = map(_entry_reusing(previous.snapshots), *fields)
-    else:
-        entries = map(_make_entry, *fields)
+    entries = _snapshot_entries(cols, parent_ids, previous.snapshots if previous is not None else None, name)
     snapshots: dict[SnapshotId, SnapshotEntry] = dict(zip(ids, entries, strict=True))
     tags = _decode_refs(root, 1, ids, name, "tag")
     branches = _decode_refs(root, 2, ids, name, "branch")
@@ -979,32 +1036,6 @@ def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
     return info
 
 
-def _entry_reusing(old: dict[SnapshotId, SnapshotEntry]) -> Callable[..., SnapshotEntry]:
-    """:func:`_make_entry`, except that it returns the entry of ``old`` with these very values."""
-
-    def make(
-        sid: SnapshotId,
-        parent_id: SnapshotId | None,
-        flushed_at: int,
-        message: str,
-        metadata: dict[str, Any],
-        pruned: tuple[SnapshotId, ...] | None,
-    ) -> SnapshotEntry:
-        e = old.get(sid)
-        if (
-            e is None
-            or e.parent_id != parent_id
-            or e.flushed_at != flushed_at
-            or e.message != message
-            or e.metadata != metadata
-            or e.pruned_ancestor_tx_logs != pruned
-        ):
-            return _make_entry(sid, parent_id, flushed_at, message, metadata, pruned)
-        return e
-
-    return make
-
-
 def decode_repo_info(
     data: bytes | memoryview, name: str = "repo", *, previous: RepoInfo | None = None
 ) -> RepoInfo:
@@ -1018,8 +1049,9 @@ def decode_repo_info(
         The object's key, used in error messages.
     previous
         An earlier state of the same repository: its snapshot entries and ops-log entries
-        equal to decoded ones are returned instead of new objects.  The encoder copies the
-        bytes of entries it wrote before by identity, so a commit over a repo object that
+        that the file still lists are returned instead of new objects (recognized by their
+        ids, times and parents; their strings are not decoded again).  The encoder copies
+        the bytes of entries it wrote before by identity, so a commit over a repo object that
         another writer changed re-encodes in about a quarter of the time.
 
     Raises

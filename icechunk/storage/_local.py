@@ -48,7 +48,6 @@ from typing import Any, TypeVar
 from icechunk._errors import ErrorKind, InvalidInputError, NotFoundError, StorageError
 from icechunk.config import StorageConcurrencySettings, StorageRetriesSettings, StorageSettings
 from icechunk.storage._abc import ByteRange, ObjectInfo, PutMode, PutResult, Storage, VersionToken
-from icechunk.storage._commit_lock import DirectoryCommitLock
 from icechunk.storage._common import (
     TEMP_NAME,
     SettingsMixin,
@@ -295,9 +294,6 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             await asyncio.to_thread(self._put_fresh, key, path, view)
         else:
             self._put_fresh(key, path, view)
-
-    def commit_lock(self) -> DirectoryCommitLock:
-        return DirectoryCommitLock(os.path.join(self._root, "snapshots"))
 
     async def put_with_backup(
         self,

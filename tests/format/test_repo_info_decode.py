@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from icechunk._errors import ErrorKind, FormatError
@@ -298,22 +298,34 @@ def test_fast_entries_equal_constructed_ones() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(repo_infos(), repo_infos(), st.randoms(use_true_random=False))
-def test_decoding_with_previous_reuses_exactly_the_equal_entries(
+def test_decoding_with_previous_reuses_the_entries_still_listed(
     before: RepoInfo, other: RepoInfo, rnd: random.Random
 ) -> None:
-    """Entries equal to the earlier state's come back as its objects; every value is as
-    decoded without it (the earlier state mixes equal, edited and unrelated entries)."""
+    """A later state of the same repository: the earlier entries it still lists (same id,
+    parent and flush time; ops-log entries by time and new snapshot id, the newest one now
+    with its backup path) come back as the earlier objects, every value as decoded without
+    the earlier state."""
+    assume(not set(before.snapshots) & set(other.snapshots))
     previous = decode_repo_info(encode_repo_info(before))
-    old = list(previous.snapshots.values())
-    edited = dict(other.snapshots)
-    for entry in rnd.sample(old, k=len(old) // 2):  # shared with the new state as is
-        if entry.parent_id is None or entry.parent_id in edited:
-            edited[entry.id] = entry
-    if old and old[0].id in edited:  # one shared id whose entry changed
-        edited[old[0].id] = dataclasses.replace(edited[old[0].id], message=old[0].message + "!")
-    after = dataclasses.replace(other, snapshots=edited)
-    after.latest_updates = [*other.latest_updates, *previous.latest_updates]
-    after.latest_updates.sort(key=lambda u: -u.updated_at)
+    kept = dict(previous.snapshots)
+    dropped = {e.id for e in rnd.sample(list(kept.values()), k=len(kept) // 3)}
+    for sid in dropped:  # expired: children move to the root
+        del kept[sid]
+    for sid, entry in kept.items():
+        if entry.parent_id in dropped:
+            kept[sid] = dataclasses.replace(entry, parent_id=None)
+    if kept:  # same id, another flush time: not the earlier entry
+        first = next(iter(kept))
+        kept[first] = dataclasses.replace(kept[first], flushed_at=(kept[first].flushed_at + 1) % 2**64)
+    snapshots = {**other.snapshots, **kept}
+    top = max((u.updated_at for u in previous.latest_updates), default=0)
+    assume(top + len(other.latest_updates) < 2**64)
+    newer = [dataclasses.replace(u, updated_at=top + 1 + k) for k, u in enumerate(other.latest_updates)]
+    older = list(previous.latest_updates)
+    if older and older[0].backup_path is None:
+        older[0] = dataclasses.replace(older[0], backup_path="repo.backup")
+    after = dataclasses.replace(other, snapshots=snapshots)
+    after.latest_updates = sorted(newer + older, key=lambda u: -u.updated_at)
     data = encode_repo_info(after)
 
     plain = decode_repo_info(data)
@@ -326,7 +338,8 @@ def test_decoding_with_previous_reuses_exactly_the_equal_entries(
     earlier_updates = {u.updated_at: u for u in previous.latest_updates}
     for update in reused.latest_updates:
         earlier_update = earlier_updates.get(update.updated_at)
-        assert (update is earlier_update) == (earlier_update is not None and earlier_update == update)
+        same = earlier_update is not None and earlier_update == update
+        assert (update is earlier_update) == (same and isinstance(update.kind, NewCommit))
 
 
 def test_an_undecoded_earlier_ops_log_is_not_decoded_for_reuse() -> None:

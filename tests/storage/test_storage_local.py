@@ -6,8 +6,6 @@ import asyncio
 import errno
 import os
 import pickle
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -260,84 +258,3 @@ def test_bad_path_argument_is_a_typed_error(tmp_path: Path) -> None:
         local_filesystem_storage(42)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         local_filesystem_storage("")
-
-
-# ---- the commit lock --------------------------------------------------------------------------
-
-
-def _hold_in_thread(storage: Storage, release: threading.Event, held: threading.Event) -> threading.Thread:
-    """Hold ``storage.commit_lock()`` in another thread (its own event loop) until ``release``."""
-
-    async def hold() -> None:
-        async with storage.commit_lock():
-            held.set()
-            while not release.is_set():
-                await asyncio.sleep(0.005)
-
-    thread = threading.Thread(target=asyncio.run, args=(hold(),))
-    thread.start()
-    assert held.wait(10)
-    return thread
-
-
-async def test_commit_lock_makes_writers_take_turns(tmp_path: Path) -> None:
-    storage = local_filesystem_storage(tmp_path)
-    release, held = threading.Event(), threading.Event()
-    thread = _hold_in_thread(storage, release, held)
-    entered: list[float] = []
-
-    async def enter() -> None:
-        async with storage.commit_lock():
-            entered.append(time.monotonic())
-
-    waiter = asyncio.create_task(enter())
-    await asyncio.sleep(0.2)
-    assert entered == []  # still waiting for the other holder
-    released_at = time.monotonic()
-    release.set()
-    await asyncio.wait_for(waiter, 10)
-    thread.join()
-    assert entered[0] >= released_at
-    assert _files(tmp_path) == []  # the lock is a directory's, no file appears
-
-
-async def test_commit_lock_gives_up_waiting_and_releases_a_late_grant(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import icechunk.storage._commit_lock as commit_lock
-
-    monkeypatch.setattr(commit_lock, "WAIT_LIMIT_S", 0.1)
-    storage = local_filesystem_storage(tmp_path)
-    release, held = threading.Event(), threading.Event()
-    thread = _hold_in_thread(storage, release, held)
-    started = time.monotonic()
-    async with storage.commit_lock():  # goes on without the lock after the limit
-        assert 0.1 <= time.monotonic() - started < 5
-    release.set()
-    thread.join()
-    await asyncio.sleep(0.1)  # the abandoned wait is granted, then released at once
-    async with asyncio.timeout(1):
-        async with storage.commit_lock():
-            pass
-
-
-async def test_cancelled_commit_lock_wait_leaves_no_lock_behind(tmp_path: Path) -> None:
-    storage = local_filesystem_storage(tmp_path)
-    release, held = threading.Event(), threading.Event()
-    thread = _hold_in_thread(storage, release, held)
-
-    async def enter() -> None:
-        async with storage.commit_lock():
-            raise AssertionError("entered while the lock was held")
-
-    waiter = asyncio.create_task(enter())
-    await asyncio.sleep(0.1)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    release.set()
-    thread.join()
-    await asyncio.sleep(0.1)
-    async with asyncio.timeout(1):
-        async with storage.commit_lock():
-            pass
