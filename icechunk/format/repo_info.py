@@ -47,6 +47,15 @@ from icechunk.format._flatbuf import (
     finish,
     root_table,
 )
+from icechunk.format._repo_info_append import (
+    AppendState,
+    Listed,
+    Plan,
+    place_tail,
+    plan_append,
+    previous_state,
+    remember,
+)
 from icechunk.format._reuse import Remap, RunLayout, write_section
 from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
 from icechunk.format.ids import SnapshotId, crockford_encode
@@ -556,27 +565,163 @@ def _ordered_snapshots(
     return ordered, {bytes(e.id): i for i, e in enumerate(ordered)}
 
 
+# tests switch it off to compare the stock layout with the builder's
+APPEND_LAYOUT = True
+
+
 def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilder) -> bytes:
     if "main" not in info.branches:
         raise _serialization_error("the branch 'main' is missing")
     ordered, index = _ordered_snapshots(info.snapshots)
     # the last payload's size: a commit adds a few hundred bytes, and growing copies it all
-    builder = builder_class(getattr(_PREVIOUS, "size_hint", 4096))
-    tags = _refs_vector(builder, info.tags, index, "tag")
-    branches = _refs_vector(builder, info.branches, index, "branch")
-    deleted = _offsets_vector(
-        builder,
-        [
-            builder.CreateString(t)
-            for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))
-        ],
-    )
+    size_hint = getattr(_PREVIOUS, "size_hint", 4096)
+    state = previous_state() if builder_class is FastBuilder else None
+    if APPEND_LAYOUT and state is not None:
+        plan = plan_append(state, ordered, index, info.latest_updates)
+        if plan is not None:
+            return _append_build(FastBuilder(size_hint), info, ordered, index, state, plan)
+    builder = builder_class(size_hint)
+    tags, branches, deleted = _refs(builder, info, index)
     tables: list[int] | np.ndarray
     if isinstance(builder, FastBuilder):
         tables = _snapshot_section(builder, ordered, index)
     else:
         tables = [_snapshot_table(builder, e, index) for e in ordered]
     snapshots = _offsets_vector(builder, tables)
+    extras = _extras(builder, info)
+    updates: list[int] | np.ndarray
+    if isinstance(builder, FastBuilder):
+        updates = _updates_section(builder, info.latest_updates)
+    else:
+        updates = [_update_table(builder, u) for u in info.latest_updates]
+    tail = _Tail.of(builder)
+    payload = _root(builder, info, tags, branches, deleted, snapshots, extras, _offsets_vector(builder, updates))
+    if isinstance(builder, FastBuilder):
+        parents = np.fromiter(
+            (-1 if e.parent_id is None else index[bytes(e.parent_id)] for e in ordered),
+            dtype=np.int64,
+            count=len(ordered),
+        )
+        tail.remember(
+            payload,
+            Listed(list(ordered)),
+            index,
+            np.asarray(tables),
+            parents,
+            Listed(list(info.latest_updates)),
+            np.asarray(updates),
+            0,
+        )
+    return payload
+
+
+def _append_build(
+    builder: FastBuilder,
+    info: RepoInfo,
+    ordered: list[SnapshotEntry],
+    index: dict[bytes, int],
+    state: AppendState,
+    plan: Plan,
+) -> bytes:
+    """Keep the previous build's tables where they are; write only the new ones, then the
+    vectors and the root (see ``_repo_info_append.py``)."""
+    place_tail(builder, state, plan)
+    old = plan.snapshot_old
+    tables = _kept(state.snapshot_tables, old)
+    for i in np.flatnonzero(old < 0).tolist():
+        entry = ordered[i]
+        if _plain(entry):
+            sid = entry.id if type(entry.id) is SnapshotId else _id12(entry.id)
+            tables[i] = builder.snapshot_entry(
+                entry.flushed_at, entry.message.encode(), int(plan.snapshot_parents[i]), sid
+            )
+        else:
+            tables[i] = _snapshot_table(builder, entry, index)
+    updates = info.latest_updates
+    update_tables = _kept(state.update_tables, plan.update_old)
+    for i in np.flatnonzero(plan.update_old < 0).tolist():
+        update_tables[i] = _update_table(builder, updates[i])
+    tail = _Tail.of(builder)
+    tags, branches, deleted = _refs(builder, info, index)
+    snapshots = _offsets_vector(builder, tables)
+    extras = _extras(builder, info)
+    payload = _root(builder, info, tags, branches, deleted, snapshots, extras, _offsets_vector(builder, update_tables))
+    tail.remember(
+        payload,
+        Listed(list(ordered), plan.snapshot_keys),
+        index,
+        tables,
+        plan.snapshot_parents,
+        Listed(list(updates), plan.update_keys),
+        update_tables,
+        plan.dead,
+    )
+    return payload
+
+
+def _kept(previous_tables: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Table offsets of the kept items (``old >= 0``); the others are filled in later."""
+    if not previous_tables.shape[0]:
+        return np.zeros(old.shape[0], dtype=np.int64)
+    kept: np.ndarray = previous_tables[np.maximum(old, 0)]
+    return kept
+
+
+@dataclass(slots=True)
+class _Tail:
+    """The builder's state right after its last table: what the next append build keeps."""
+
+    size: int
+    minalign: int
+    vtables: dict[Any, int]
+
+    @classmethod
+    def of(cls, builder: flatbuffers.Builder) -> _Tail:
+        size = builder.Offset()
+        return cls(size, builder.minalign, {k: v for k, v in builder.vtables.items() if v <= size})
+
+    def remember(
+        self,
+        payload: bytes,
+        snapshots: Listed,
+        index: dict[bytes, int],
+        tables: np.ndarray,
+        parents: np.ndarray,
+        updates: Listed,
+        update_tables: np.ndarray,
+        dead: int,
+    ) -> None:
+        remember(
+            AppendState(
+                payload,
+                self.size,
+                self.minalign,
+                self.vtables,
+                snapshots,
+                list(index),
+                tables.astype(np.int64, copy=False),
+                parents,
+                updates,
+                update_tables.astype(np.int64, copy=False),
+                dead,
+            )
+        )
+        _PREVIOUS.size_hint = min(-(-(len(payload) + 4096) // 4096) * 4096, 1 << 30)
+
+
+def _refs(builder: flatbuffers.Builder, info: RepoInfo, index: dict[bytes, int]) -> tuple[int, int, int]:
+    """The tags, branches and deleted-tags vectors."""
+    tags = _refs_vector(builder, info.tags, index, "tag")
+    branches = _refs_vector(builder, info.branches, index, "branch")
+    deleted = _offsets_vector(
+        builder,
+        [builder.CreateString(t) for t in sorted(info.deleted_tags, key=lambda t: t.encode("utf-8"))],
+    )
+    return tags, branches, deleted
+
+
+def _extras(builder: flatbuffers.Builder, info: RepoInfo) -> tuple[int, int | None, int | None, int | None]:
+    """The status table, metadata vector and feature-flag vectors."""
     status = _status_table(builder, info.status)
     metadata = _metadata_vector(builder, info.metadata) if info.metadata is not None else None
     enabled = (
@@ -589,12 +734,21 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
         if info.disabled_feature_flags is not None
         else None
     )
-    updates: list[int] | np.ndarray
-    if isinstance(builder, FastBuilder):
-        updates = _updates_section(builder, info.latest_updates)
-    else:
-        updates = [_update_table(builder, u) for u in info.latest_updates]
-    updates_vec = _offsets_vector(builder, updates)
+    return status, metadata, enabled, disabled
+
+
+def _root(
+    builder: flatbuffers.Builder,
+    info: RepoInfo,
+    tags: int,
+    branches: int,
+    deleted: int,
+    snapshots: int,
+    extras: tuple[int, int | None, int | None, int | None],
+    updates_vec: int,
+) -> bytes:
+    """The last strings, the root table, and the finished buffer."""
+    status, metadata, enabled, disabled = extras
     before = (
         builder.CreateString(info.repo_before_updates)
         if info.repo_before_updates is not None
@@ -619,10 +773,7 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
     builder.PrependUOffsetTRelativeSlot(2, branches, 0)
     builder.PrependUOffsetTRelativeSlot(1, tags, 0)
     builder.PrependUint8Slot(0, info.spec_version, 0)
-    payload = finish(builder, builder.EndObject())
-    if isinstance(builder, FastBuilder):
-        _PREVIOUS.size_hint = min(-(-(len(payload) + 4096) // 4096) * 4096, 1 << 30)
-    return payload
+    return finish(builder, builder.EndObject())
 
 
 def encode_repo_info(

@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import flatbuffers
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from icechunk.format import _fastbuilder as fb
 from icechunk.format import _flatbuf
+from icechunk.format import repo_info as repo_info_module
 from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format.ids import SnapshotId
 from icechunk.format.repo_info import (
@@ -86,6 +88,12 @@ _op = st.one_of(
         st.lists(st.tuples(st.integers(0, 7), _field), max_size=8),
     ),
 )
+
+
+@pytest.fixture(autouse=True)
+def _stock_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare with the stock builder: keep the append layout out of the way."""
+    monkeypatch.setattr(repo_info_module, "APPEND_LAYOUT", False)
 
 
 def _run(builder: flatbuffers.Builder, program: list[tuple[Any, ...]]) -> bytes:

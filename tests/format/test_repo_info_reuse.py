@@ -18,6 +18,7 @@ import pytest
 
 from icechunk._errors import FormatError
 from icechunk.format import _reuse
+from icechunk.format import repo_info as repo_info_module
 from icechunk.format._fastbuilder import FastBuilder
 from icechunk.format.ids import SnapshotId
 from icechunk.format.repo_info import (
@@ -31,6 +32,12 @@ from icechunk.format.repo_info import (
     _build,
     encode_repo_info,
 )
+
+
+@pytest.fixture(autouse=True)
+def _stock_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare with the stock builder: keep the append layout out of the way."""
+    monkeypatch.setattr(repo_info_module, "APPEND_LAYOUT", False)
 
 
 def _sid(rng: random.Random, low: bool = False) -> SnapshotId:
