@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -113,3 +114,23 @@ def test_flex_dumps_memo_skips_non_builtin_values_and_big_outputs() -> None:
     assert values.flex_dumps(OrderedDict(a=1)) == values.flex_dumps({"a": 1})  # not memoized
     values.flex_dumps({"big": "x" * 10_000})
     assert list(values._DUMPS_MEMO) == [("{'a': 1}", True)]  # only the plain dict
+
+
+def test_flex_loads_memo_hands_out_independent_copies() -> None:
+    from icechunk.format import values
+
+    values._LOADS_MEMO.clear()
+    value = {"author": "a", "nested": {"k": [1, 2, {"deep": [True, None]}], "blob": b"\x00\x01"}}
+    data = values.flex_dumps(value)
+    first = values.flex_loads(data)
+    assert first == value
+    first["nested"]["k"][2]["deep"].append("mutated by a caller")
+    first["author"] = "someone else"
+    second = values.flex_loads(data)  # from the memo
+    assert data in values._LOADS_MEMO
+    assert second == value
+    assert second["nested"] is not first["nested"]
+    with pytest.raises(ValueError):
+        values.flex_loads(b"\xff\xff\xff")  # corrupt input is never memoized, always refused
+    with pytest.raises(ValueError):
+        values.flex_loads(b"\xff\xff\xff")
