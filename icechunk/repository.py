@@ -25,6 +25,7 @@ from icechunk.snapshots import (
     ManifestFileInfo,
     SnapshotInfo,
     datetime_from_us,
+    snapshot_info,
     us_from_datetime,
 )
 from icechunk.storage._abc import Storage
@@ -78,7 +79,7 @@ def _snapshot_infos(chain: list[SnapshotEntry]) -> list[SnapshotInfo]:
     last = chain[-1].parent_id
     parents = [*texts[1:], str(last) if last is not None else None]
     return [
-        SnapshotInfo(text, parent, datetime_from_us(e.flushed_at), e.message, dict(e.metadata))
+        snapshot_info(text, parent, datetime_from_us(e.flushed_at), e.message, dict(e.metadata))
         for e, text, parent in zip(chain, texts, parents, strict=True)
     ]
 

@@ -15,7 +15,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def datetime_from_us(us: int) -> datetime:
     """UTC datetime of a microsecond timestamp."""
-    return _EPOCH + timedelta(microseconds=us)  # exact, and half the cost of fromtimestamp
+    found = _DATETIMES.get(us)
+    if found is None:
+        found = _EPOCH + timedelta(microseconds=us)  # exact, and half the cost of fromtimestamp
+        if len(_DATETIMES) >= _DATETIMES_SIZE:
+            _DATETIMES.clear()
+        _DATETIMES[us] = found
+    return found
+
+
+# datetimes are immutable: a history listed again (ancestry, ops log) reuses its values
+_DATETIMES: dict[int, datetime] = {}
+_DATETIMES_SIZE = 1 << 16
 
 
 def us_from_datetime(value: datetime) -> int:
@@ -65,6 +76,16 @@ class SnapshotInfo:
         )
 
     _repr_html_ = _html
+
+
+def snapshot_info(
+    sid: str, parent_id: str | None, written_at: datetime, message: str, metadata: dict[str, Any]
+) -> SnapshotInfo:
+    """``SnapshotInfo(...)`` without the frozen dataclass's per-field ``object.__setattr__``
+    (an ancestry walk makes one per snapshot); same object, a third of the cost."""
+    info: SnapshotInfo = object.__new__(SnapshotInfo)
+    info.__dict__.update(id=sid, parent_id=parent_id, written_at=written_at, message=message, metadata=metadata)
+    return info
 
 
 @dataclass

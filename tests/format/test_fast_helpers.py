@@ -134,3 +134,28 @@ def test_flex_loads_memo_hands_out_independent_copies() -> None:
         values.flex_loads(b"\xff\xff\xff")  # corrupt input is never memoized, always refused
     with pytest.raises(ValueError):
         values.flex_loads(b"\xff\xff\xff")
+
+
+def test_fast_snapshot_info_is_the_dataclass_instance() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from icechunk.snapshots import SnapshotInfo, snapshot_info
+
+    when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    args = ("ID", "PARENT", when, "message", {"k": [1]})
+    fast, slow = snapshot_info(*args), SnapshotInfo(*args)
+    assert fast == slow
+    assert hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow)
+    assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.message = "changed"  # type: ignore[misc]
+
+
+def test_datetimes_are_shared_once_made() -> None:
+    from icechunk.snapshots import datetime_from_us
+
+    first = datetime_from_us(1_775_664_957_464_123)
+    assert datetime_from_us(1_775_664_957_464_123) is first
+    assert first.isoformat() == "2026-04-08T16:15:57.464123+00:00"
