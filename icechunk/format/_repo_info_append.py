@@ -24,6 +24,7 @@ content as the stock build, laid out differently (the reference reads either).
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = ["AppendState", "Listed", "Plan", "place_tail", "plan_append", "previo
 
 # a snapshot table: vtable offset, 12-byte id, then the i32 parent index when it is written
 _PARENT_FROM_TABLE = 16
+_I32 = struct.Struct("<i")
 
 
 @dataclass(slots=True)
@@ -160,8 +162,12 @@ def place_tail(builder: FastBuilder, state: AppendState, plan: Plan) -> None:
     written = plan.snapshot_parents[kept]
     change = written != state.snapshot_parents[old]
     if change.any():
-        # i32 fields sit 4-aligned from the end of a buffer whose size is a multiple of 8
         at = size - (state.snapshot_tables[old[change]] - _PARENT_FROM_TABLE)
+        if size % 4:  # builder buffers grow by doubling 4 KiB: never, but stay exact anyway
+            for position, value in zip(at.tolist(), written[change].tolist(), strict=True):
+                _I32.pack_into(buf, position, value)
+            return
+        # i32 fields sit 4-aligned from the buffer end, hence from its start too
         words = np.frombuffer(buf, dtype="<i4")
         try:
             words[at >> 2] = written[change]

@@ -102,13 +102,18 @@ def test_dead_tables_are_dropped_by_a_full_build_now_and_then(monkeypatch: pytes
     assert full_builds >= 3
 
 
-def test_a_new_first_snapshot_rewrites_the_tables_whose_parent_index_appears() -> None:
+@pytest.mark.parametrize("odd_buffer", [False, True])
+def test_a_new_first_snapshot_rewrites_the_tables_whose_parent_index_appears(odd_buffer: bool) -> None:
     """Index 0 is not written: when a snapshot sorting first arrives, the children of the
-    old first one need a parent field they did not have (their tables are written again)."""
+    old first one need a parent field they did not have (their tables are written again),
+    and every other parent index moves up by one (patched in place, also in a buffer whose
+    size is not a multiple of 4)."""
     append_module.remember(None)
     history = _commits(30)
     for info in history:
         encode_repo_info(info)
+    if odd_buffer:
+        repo_info_module._PREVIOUS.size_hint = 3 * 4096 + 3
     last = history[-1]
     first = min(last.snapshots, key=bytes)
     low = SnapshotId(b"\x00" * 11 + b"\x01")
