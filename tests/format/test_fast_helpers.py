@@ -159,3 +159,29 @@ def test_datetimes_are_shared_once_made() -> None:
     first = datetime_from_us(1_775_664_957_464_123)
     assert datetime_from_us(1_775_664_957_464_123) is first
     assert first.isoformat() == "2026-04-08T16:15:57.464123+00:00"
+
+
+def test_random_ids_are_unique_and_a_forked_child_does_not_repeat_its_parent() -> None:
+    import os
+
+    from icechunk.format.ids import ChunkId, SnapshotId
+
+    ids = {ChunkId.random() for _ in range(100_000)}
+    assert len(ids) == 100_000
+    assert all(len(i) == 12 for i in list(ids)[:10])
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write, b"".join(SnapshotId.random() for _ in range(4)))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 48)
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = b"".join(SnapshotId.random() for _ in range(4))
+    assert len(child) == 48
+    assert child != ours  # without the reseed both would draw the very same bytes
