@@ -23,8 +23,6 @@ content as the stock build, laid out differently (the reference reads either).
 
 from __future__ import annotations
 
-import itertools
-import struct
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from icechunk.format._fastbuilder import FastBuilder
+from icechunk.format._reuse import PARENT_FROM_TABLE, IdentityIndex, Remap, identities, patch_i32
 
 __all__ = ["AppendState", "Listed", "Plan", "place_tail", "plan_append", "previous_state", "remember"]
 
-# a snapshot table: vtable offset, 12-byte id, then the i32 parent index when it is written
-_PARENT_FROM_TABLE = 16
-_I32 = struct.Struct("<i")
 
 
 @dataclass(slots=True)
@@ -62,27 +58,19 @@ class Listed:
     """Objects a build listed, found again by identity (kept alive so their ``id()`` stays
     theirs)."""
 
-    __slots__ = ("items", "keys", "order")
+    __slots__ = ("index", "items")
 
     def __init__(self, items: list[Any], keys: npt.NDArray[np.uint64] | None = None) -> None:
         self.items = items
         keys = identities(items) if keys is None else keys
-        self.order = np.argsort(keys, kind="stable")
-        self.keys = keys[self.order]
+        self.index = IdentityIndex(keys, np.arange(len(items), dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def match(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """For each object (by its ``id()`` in ``keys``), its index here, or -1."""
-        if not keys.shape[0] or not self.keys.shape[0]:
-            return np.full(keys.shape[0], -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.keys, keys), self.keys.shape[0] - 1)
-        return np.where(self.keys[at] == keys, self.order[at], -1)
-
-
-def identities(items: list[Any]) -> npt.NDArray[np.uint64]:
-    return np.fromiter(map(id, items), dtype=np.uint64, count=len(items))
+        return self.index.match(keys)
 
 
 _STATE = threading.local()
@@ -119,8 +107,7 @@ def plan_append(
     snapshot_keys = identities(ordered)
     old = state.snapshots.match(snapshot_keys)
     kept = old >= 0
-    # the new index of every previously listed snapshot (-2: gone), then -1 for "no parent"
-    remap = np.array([*map(index.get, state.snapshot_ids, itertools.repeat(-2)), -1], dtype=np.int64)
+    remap = Remap.of(state.snapshot_ids, index).values
     parents = np.empty(n, dtype=np.int64)
     old_parents = state.snapshot_parents[old[kept]]
     parents[kept] = remap[old_parents]
@@ -162,14 +149,4 @@ def place_tail(builder: FastBuilder, state: AppendState, plan: Plan) -> None:
     written = plan.snapshot_parents[kept]
     change = written != state.snapshot_parents[old]
     if change.any():
-        at = size - (state.snapshot_tables[old[change]] - _PARENT_FROM_TABLE)
-        if size % 4:  # builder buffers grow by doubling 4 KiB: never, but stay exact anyway
-            for position, value in zip(at.tolist(), written[change].tolist(), strict=True):
-                _I32.pack_into(buf, position, value)
-            return
-        # i32 fields sit 4-aligned from the buffer end, hence from its start too
-        words = np.frombuffer(buf, dtype="<i4")
-        try:
-            words[at >> 2] = written[change]
-        finally:
-            del words
+        patch_i32(buf, size - (state.snapshot_tables[old[change]] - PARENT_FROM_TABLE), written[change])

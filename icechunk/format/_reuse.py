@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,9 +36,18 @@ import numpy as np
 
 from icechunk.format._fastbuilder import FastBuilder
 
-__all__ = ["Remap", "RunLayout", "write_section"]
+__all__ = [
+    "PARENT_FROM_TABLE",
+    "IdentityIndex",
+    "Remap",
+    "RunLayout",
+    "identities",
+    "patch_i32",
+    "write_section",
+]
 
-_PARENT_FROM_TABLE = 16  # a snapshot table: vtable offset, 12-byte id, then the i32 parent
+PARENT_FROM_TABLE = 16  # a snapshot table: vtable offset, 12-byte id, then the i32 parent
+_I32 = struct.Struct("<i")
 
 
 class _Codes:
@@ -74,7 +84,7 @@ class RunLayout:
     its vtable references ``ref_first[k]:ref_first[k + 1]`` (table offset, vtable offset,
     key code, whether that table created the vtable).  ``items`` holds the objects (None
     for those that may not be copied) and keeps them alive, so that their ``id()`` values,
-    sorted in ``sorted_keys``, identify them.
+    indexed in ``index``, identify them.
     """
 
     __slots__ = (
@@ -82,6 +92,7 @@ class RunLayout:
         "code_count",
         "end",
         "ids",
+        "index",
         "items",
         "new_refs",
         "obj",
@@ -95,8 +106,6 @@ class RunLayout:
         "ref_vt",
         "ref_vt_list",
         "size",
-        "sorted_index",
-        "sorted_keys",
         "start",
         "wide",
     )
@@ -130,24 +139,49 @@ class RunLayout:
         self.code_count = count
         ok = cols["ok"]
         self.items = items  # kept alive: their id() values identify them
-        keys = _identities(items)
-        index = np.flatnonzero(ok)
-        order = np.argsort(keys[index], kind="stable")
-        self.sorted_keys = keys[index][order]
-        self.sorted_index = index[order]
+        copyable = np.flatnonzero(ok)
+        self.index = IdentityIndex(identities(items)[copyable], copyable)
 
     def match(self, items: Sequence[Any]) -> np.ndarray:
         """For each of ``items``, its index here when it is the very same object, else -1."""
-        n = len(items)
-        if not n or not self.sorted_keys.shape[0]:
-            return np.full(n, -1, dtype=np.int64)
-        keys = _identities(items)
-        at = np.minimum(np.searchsorted(self.sorted_keys, keys), self.sorted_keys.shape[0] - 1)
-        return np.where(self.sorted_keys[at] == keys, self.sorted_index[at], -1)
+        return self.index.match(identities(items))
 
 
-def _identities(items: Sequence[Any]) -> np.ndarray:
+def identities(items: Sequence[Any]) -> np.ndarray:
+    """The ``id()`` of each object, as uint64."""
     return np.fromiter(map(id, items), dtype=np.uint64, count=len(items))
+
+
+class IdentityIndex:
+    """Positions of objects in a list, looked up by identity (``id()`` keys)."""
+
+    __slots__ = ("keys", "positions")
+
+    def __init__(self, keys: np.ndarray, positions: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.positions = positions[order]
+
+    def match(self, keys: np.ndarray) -> np.ndarray:
+        """For each key, the position of the object with that ``id()``, or -1."""
+        if not keys.shape[0] or not self.keys.shape[0]:
+            return np.full(keys.shape[0], -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), self.keys.shape[0] - 1)
+        return np.where(self.keys[at] == keys, self.positions[at], -1)
+
+
+def patch_i32(buf: bytearray, positions: np.ndarray, values: np.ndarray) -> None:
+    """Write the i32 ``values`` at byte ``positions`` of ``buf`` (each 4-aligned from the
+    buffer end, as a builder places them)."""
+    if len(buf) % 4:  # builder buffers grow by doubling 4 KiB: never, but stay exact anyway
+        for position, value in zip(positions.tolist(), values.tolist(), strict=True):
+            _I32.pack_into(buf, position, value)
+        return
+    words = np.frombuffer(buf, dtype="<i4")
+    try:
+        words[positions >> 2] = values
+    finally:
+        del words  # the bytearray may grow again once no view is exported
 
 
 class Remap:
@@ -161,6 +195,11 @@ class Remap:
         self.values = values
         inner = values[1:-1]
         self.clean = values.shape[0] < 2 or (int(values[0]) == 0 and bool((inner > 0).all()))
+
+    @classmethod
+    def of(cls, previous_ids: list[Any], index: dict[bytes, int]) -> Remap:
+        """The remap from ids listed before (in their order) to ``index`` (id -> new index)."""
+        return cls(np.array([*map(index.get, previous_ids, itertools.repeat(-2)), -1], dtype=np.int64))
 
 
 _BOOL_COLUMNS = ("wide", "ref_new", "ok")
@@ -215,7 +254,7 @@ class _Recorder:
         pending["end"].append(end)
         pending["obj"].append(obj)
         pending["parent"].append(parent)
-        pending["parent_site"].append(obj - _PARENT_FROM_TABLE if parent and ok else 0)
+        pending["parent_site"].append(obj - PARENT_FROM_TABLE if parent and ok else 0)
         pending["wide"].append(wide)
         pending["ok"].append(ok)
         if not ok:
@@ -374,15 +413,11 @@ def _copy_run(
     ref_obj = prev.ref_obj[r0:r1] + shift
     ref_vt = vt_of_code[ref_code]
     parent_site = prev.parent_site[run]
-    words = np.frombuffer(buf, dtype="<i4")
-    try:
-        words[(size - ref_obj) >> 2] = ref_vt - ref_obj
-        if new_parent is not None:
-            new_parent = new_parent[:stop]
-            has = parent_site != 0
-            words[(size - shift - parent_site[has]) >> 2] = new_parent[has]
-    finally:
-        del words
+    patch_i32(buf, size - ref_obj, ref_vt - ref_obj)
+    if new_parent is not None:
+        new_parent = new_parent[:stop]
+        has = parent_site != 0
+        patch_i32(buf, size - shift - parent_site[has], new_parent[has])
     for at, code in inside:  # vtables created inside the copied block now exist, moved
         if at < r1:
             b.vtables[codes.keys[code]] = int(vt_of_code[code])

@@ -473,25 +473,26 @@ def _snapshot_section(
     previous: RunLayout | None = getattr(_PREVIOUS, "snapshots", None)
     remap = None
     if previous is not None and previous.ids is not None:
-        # new index of every previously listed snapshot, then -1 for "no parent"
-        found = list(map(index.get, previous.ids, itertools.repeat(-2)))
-        found.append(-1)
-        remap = Remap(np.array(found, dtype=np.int64))
-    entry_table = builder.snapshot_entry
+        remap = Remap.of(previous.ids, index)
 
     def write_one(k: int) -> tuple[int, int, bool]:
         e = ordered[k]
         parent = -1 if e.parent_id is None else index.get(e.parent_id)
         if not _plain(e) or parent is None:
             return _snapshot_table(builder, e, index), 0, True  # the general path (and errors)
-        sid = e.id if type(e.id) is SnapshotId else _id12(e.id)  # a SnapshotId has 12 bytes
-        return entry_table(e.flushed_at, e.message.encode(), parent, sid), parent, e.flushed_at != 0
+        return _plain_snapshot_table(builder, e, parent), parent, e.flushed_at != 0
 
     tables, layout = write_section(
         builder, ordered, previous, write_one, _plain, ids=list(index), remap=remap
     )
     _PREVIOUS.snapshots = layout
     return tables
+
+
+def _plain_snapshot_table(builder: FastBuilder, entry: SnapshotEntry, parent: int) -> int:
+    """The table of a :func:`_plain` entry whose parent index is ``parent``, in one call."""
+    sid = entry.id if type(entry.id) is SnapshotId else _id12(entry.id)  # a SnapshotId has 12 bytes
+    return builder.snapshot_entry(entry.flushed_at, entry.message.encode(), parent, sid)
 
 
 def _plain(entry: SnapshotEntry) -> bool:
@@ -604,7 +605,7 @@ def _build(info: RepoInfo, builder_class: type[flatbuffers.Builder] = FastBuilde
         )
         tail.remember(
             payload,
-            Listed(list(ordered)),
+            Listed(ordered),
             index,
             np.asarray(tables),
             parents,
@@ -631,10 +632,7 @@ def _append_build(
     for i in np.flatnonzero(old < 0).tolist():
         entry = ordered[i]
         if _plain(entry):
-            sid = entry.id if type(entry.id) is SnapshotId else _id12(entry.id)
-            tables[i] = builder.snapshot_entry(
-                entry.flushed_at, entry.message.encode(), int(plan.snapshot_parents[i]), sid
-            )
+            tables[i] = _plain_snapshot_table(builder, entry, int(plan.snapshot_parents[i]))
         else:
             tables[i] = _snapshot_table(builder, entry, index)
     updates = info.latest_updates
@@ -648,7 +646,7 @@ def _append_build(
     payload = _root(builder, info, tags, branches, deleted, snapshots, extras, _offsets_vector(builder, update_tables))
     tail.remember(
         payload,
-        Listed(list(ordered), plan.snapshot_keys),
+        Listed(ordered, plan.snapshot_keys),
         index,
         tables,
         plan.snapshot_parents,
