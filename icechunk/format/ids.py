@@ -107,7 +107,6 @@ def crockford_decode(text: str) -> bytes:
     return (value >> (nbits - nbytes * 8)).to_bytes(nbytes, "big")
 
 
-
 # Ids come from a generator seeded from the OS (and reseeded in a forked child, which must
 # not repeat its parent's ids), not from os.urandom per id: urandom releases the GIL, and
 # taking it back while codec or writer threads run costs ~90 µs per chunk write instead of

@@ -101,10 +101,8 @@ def flex_dumps(value: Any, *, sort_keys: bool = True) -> bytes:
     builder = _Builder()
     _add(builder, value, sort_keys)
     out = bytes(builder.Finish())
-    if key is not None and len(out) <= _DUMPS_MEMO_MAX_BYTES:
-        if len(_DUMPS_MEMO) >= _DUMPS_MEMO_SIZE:
-            _DUMPS_MEMO.clear()
-        _DUMPS_MEMO[key] = out
+    if key is not None and len(out) <= _MEMO_MAX_BYTES:
+        _memoize(_DUMPS_MEMO, key, out)
     return out
 
 
@@ -113,8 +111,16 @@ def flex_dumps(value: Any, *, sort_keys: bool = True) -> bytes:
 # only of builtin JSON types are keyed by their repr, which tells apart everything the
 # encoder tells apart (1 / 1.0 / True, list / tuple, key order).
 _DUMPS_MEMO: dict[tuple[str, bool], bytes] = {}
-_DUMPS_MEMO_SIZE = 4096
-_DUMPS_MEMO_MAX_BYTES = 4096  # big values are rare and would pin memory
+_MEMO_SIZE = 4096  # entries of each memo (emptied when full)
+_MEMO_MAX_BYTES = 4096  # encodings up to this size: big values are rare and would pin memory
+
+
+def _memoize(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+
+
 _SCALARS = (type(None), bool, int, float, str)
 
 
@@ -179,10 +185,8 @@ def flex_loads(data: bytes | bytearray | memoryview) -> Any:
         struct.error,
     ) as err:
         raise ValueError(f"corrupt FlexBuffers value ({type(err).__name__}: {err})") from None
-    if len(key) <= _DUMPS_MEMO_MAX_BYTES and value is not None:
-        if len(_LOADS_MEMO) >= _DUMPS_MEMO_SIZE:
-            _LOADS_MEMO.clear()
-        _LOADS_MEMO[key] = value
+    if len(key) <= _MEMO_MAX_BYTES and value is not None:
+        _memoize(_LOADS_MEMO, key, value)
         return _fresh_copy(value)
     return value
 
