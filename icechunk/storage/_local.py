@@ -90,6 +90,8 @@ LOCAL_DEFAULTS = StorageSettings(
 )
 
 _NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+# the filesystem makes no hard links (or no more of them): writers fall back to other means
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
 def content_etag(data: bytes | bytearray | memoryview) -> str:
@@ -282,18 +284,10 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         path = self._path(key)
         if not (mode in ("create", "overwrite") or isinstance(mode, VersionToken)):
             raise bad_mode(mode)
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-        if view.nbytes > INLINE_LIMIT:
-            return await asyncio.to_thread(self._put, key, path, view, mode)
-        return self._put(key, path, view, mode)
+        return await _write(self._put, key, path, data, mode)
 
     async def put_fresh(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        path = self._path(key)
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-        if view.nbytes > INLINE_LIMIT:
-            await asyncio.to_thread(self._put_fresh, key, path, view)
-        else:
-            self._put_fresh(key, path, view)
+        await _write(self._put_fresh, key, self._path(key), data)
 
     async def put_with_backup(
         self,
@@ -304,10 +298,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         previous: bytes,
     ) -> PutResult:
         path, backup = self._path(key), self._path(backup_key)
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-        if view.nbytes > INLINE_LIMIT:
-            return await asyncio.to_thread(self._put_with_backup, key, path, view, expected, backup, previous)
-        return self._put_with_backup(key, path, view, expected, backup, previous)
+        return await _write(self._put_with_backup, key, path, data, expected, backup, previous)
 
     def _put_with_backup(
         self, key: str, path: str, data: memoryview, expected: VersionToken, backup: str, previous: bytes
@@ -315,10 +306,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         """Under the directory lock: check the version, hard-link the current file as the
         backup (no copy of its bytes), then exchange the temp file in (see ``_exchange``)."""
         directory = os.path.dirname(path)
-        try:
-            temp = self._write_temp(directory, data)
-        except OSError as error:
-            raise _io_error(error, f"cannot write {key!r}") from error
+        temp = self._write_temp(key, directory, data)
         version = VersionToken(etag=content_etag(data))
 
         def swap() -> bool:
@@ -350,7 +338,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
                 os.makedirs(backup_dir, exist_ok=True)
                 os.link(path, backup)
         except OSError as error:
-            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV):
+            if error.errno not in (*_NO_HARD_LINKS, errno.EXDEV):
                 raise
             self._write_new_file(backup, backup_dir, memoryview(previous))
         if self._fsync:
@@ -395,10 +383,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
     def _put(self, key: str, path: str, data: memoryview, mode: PutMode) -> PutResult:
         directory = os.path.dirname(path)
-        try:
-            temp = self._write_temp(directory, data)
-        except OSError as error:
-            raise _io_error(error, f"cannot write {key!r}") from error
+        temp = self._write_temp(key, directory, data)
         # big overwrites (chunks) skip the hash: it would cost ~40% of the write
         hashed = mode != "overwrite" or data.nbytes <= OVERWRITE_VERSION_LIMIT
         version = VersionToken(etag=content_etag(data)) if hashed else None
@@ -422,9 +407,13 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             _fsync_dir(directory)
         return PutResult(ok=True, version=version) if ok else PutResult(ok=False)
 
-    def _write_temp(self, directory: str, data: memoryview) -> str:
+    def _write_temp(self, key: str, directory: str, data: memoryview) -> str:
+        """A new temp file in ``directory`` holding ``data`` (the next version of ``key``)."""
         temp = os.path.join(directory, f".{uuid.uuid4().hex}.tmp")
-        self._write_new_file(temp, directory, data)
+        try:
+            self._write_new_file(temp, directory, data)
+        except OSError as error:
+            raise _io_error(error, f"cannot write {key!r}") from error
         return temp
 
     def _link_or_fail(self, temp: str, path: str, directory: str) -> bool:
@@ -434,7 +423,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         except FileExistsError:
             return False
         except OSError as error:
-            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            if error.errno not in _NO_HARD_LINKS:
                 raise
         # no hard links here: fall back to check-then-replace under the directory lock,
         # which every writer of this storage honours
@@ -506,6 +495,17 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
 def _restore(root: str, settings: StorageSettings | None, fsync: bool) -> LocalFileSystemStorage:
     return LocalFileSystemStorage(root, settings, fsync=fsync)
+
+
+async def _write(
+    write: Callable[..., T], key: str, path: str, data: bytes | bytearray | memoryview, *args: Any
+) -> T:
+    """``write(key, path, view, *args)`` on a byte view of ``data``: inline for small writes,
+    in a worker thread for big ones (so big chunk I/O overlaps with zarr's codec work)."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    if view.nbytes > INLINE_LIMIT:
+        return await asyncio.to_thread(write, key, path, view, *args)
+    return write(key, path, view, *args)
 
 
 def _has_version(path: str, expected: VersionToken) -> bool:
