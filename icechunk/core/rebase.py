@@ -4,9 +4,13 @@ API.md §3.2: ``rebase(solver)`` replays, oldest first, every commit made on the
 branch since its base; ``commit(rebase_with=solver, rebase_tries=n)`` tries the commit and on
 a conflict rebases and retries, at most ``n`` times, then makes one final attempt.
 
-Convergence under contention (many writers on one branch) comes from two things the
+Convergence under contention (many writers on one branch) comes from three things the
 reference lacks:
 
+- a commit lock where the storage offers one (local disk, ``Storage.commit_lock``): writers
+  take turns from reading the tip to moving the branch, so they rarely lose a race at all
+  (4 processes x 5 commits on 2 cores: ~150 vs ~170 ms without it; at 4 x 10 the two are
+  within the noise);
 - a cheap pre-check: before paying for manifests and a snapshot, the branch tip is read and,
   if it moved, the session is rebased first (one small read instead of a doomed commit);
 - jittered backoff after each lost race ("full jitter": a uniform sleep in ``[0, cap]``),
@@ -21,6 +25,7 @@ reference lacks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -141,25 +146,40 @@ async def commit_with_rebase(
     attempts = 0
     lost = 0  # races lost (a rebase after the pre-check is not one)
     while True:
-        if solver is not None and engine.branch is not None and attempts < rebase_tries:
-            # cheap pre-check: a moved tip means the commit would fail after writing its
-            # manifests and snapshot, so rebase before writing anything
-            tip = await repo.state.lookup_branch(engine.branch)
-            if tip != engine.base.id:
-                attempts += 1
-                await rebase(repo, engine, solver, tip=tip)
-        extra = {"rebase_attempts": attempts} if attempts else None
-        started = time.perf_counter()
-        try:
-            return await repo.commit(
-                engine, message, metadata, allow_empty=allow_empty, extra_icechunk_metadata=extra
-            )
-        except ConflictError as err:
-            if solver is None or attempts >= rebase_tries or err.kind != ErrorKind.COMMIT_CONFLICT:
-                raise
-        # lost a race: back off with full jitter so contending writers spread out
+        if solver is not None:
+            # catch up with the commits made so far while another writer may hold the lock,
+            # so that little is left to replay once this one holds it
+            attempts = await _pre_check(repo, engine, solver, attempts, rebase_tries)
+        # cooperating writers take turns from reading the tip to moving the branch
+        async with repo.storage.commit_lock() if solver is not None else contextlib.nullcontext():
+            if solver is not None:
+                attempts = await _pre_check(repo, engine, solver, attempts, rebase_tries)
+            extra = {"rebase_attempts": attempts} if attempts else None
+            started = time.perf_counter()
+            try:
+                return await repo.commit(
+                    engine, message, metadata, allow_empty=allow_empty, extra_icechunk_metadata=extra
+                )
+            except ConflictError as err:
+                if solver is None or attempts >= rebase_tries or err.kind != ErrorKind.COMMIT_CONFLICT:
+                    raise
+        # lost a race to a writer outside the lock: back off with full jitter
         lost += 1
         await asyncio.sleep(random.uniform(0, backoff_cap(time.perf_counter() - started, lost)))
+
+
+async def _pre_check(
+    repo: RepoEngine, engine: SessionEngine, solver: CoreSolver, attempts: int, rebase_tries: int
+) -> int:
+    """Cheap pre-check: a moved tip means the commit would fail after writing its manifests
+    and snapshot, so rebase before writing anything.  Returns the rebase count so far."""
+    if engine.branch is None or attempts >= rebase_tries:
+        return attempts
+    tip = await repo.state.lookup_branch(engine.branch)
+    if tip == engine.base.id:
+        return attempts
+    await rebase(repo, engine, solver, tip=tip)
+    return attempts + 1
 
 
 def backoff_cap(attempt_s: float, lost: int) -> float:

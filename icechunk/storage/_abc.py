@@ -11,6 +11,7 @@ because the commit loop expects to lose races.
 from __future__ import annotations
 
 import abc
+import contextlib
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -195,6 +196,17 @@ class Storage(abc.ABC):
         """
 
     # ---- capabilities and settings ----------------------------------------------------------
+
+    def commit_lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """An advisory lock that serializes the commit attempts of cooperating writers.
+
+        ``commit(rebase_with=...)`` holds it from reading the branch tip to updating the
+        branch, so that writers contending for one branch take turns instead of losing
+        races and redoing their manifests and snapshots.  It is only an optimization: the
+        compare-and-swap keeps every update safe, and a writer that waits too long goes on
+        without the lock.  The default is no lock; the local backend locks a directory.
+        """
+        return contextlib.nullcontext()
 
     @property
     def read_only(self) -> bool:

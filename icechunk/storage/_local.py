@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 from icechunk._errors import ErrorKind, InvalidInputError, NotFoundError, StorageError
 from icechunk.config import StorageConcurrencySettings, StorageRetriesSettings, StorageSettings
 from icechunk.storage._abc import ByteRange, ObjectInfo, PutMode, PutResult, Storage, VersionToken
+from icechunk.storage._commit_lock import DirectoryCommitLock
 from icechunk.storage._common import (
     TEMP_NAME,
     SettingsMixin,
@@ -288,6 +289,9 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
     async def put_fresh(self, key: str, data: bytes | bytearray | memoryview) -> None:
         await _write(self._put_fresh, key, self._path(key), data)
+
+    def commit_lock(self) -> DirectoryCommitLock:
+        return DirectoryCommitLock(os.path.join(self._root, "snapshots"))
 
     async def put_with_backup(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, final
@@ -65,6 +66,9 @@ class _Wrapper(Storage):
     async def delete_many(self, keys: Iterable[str], *, exact_count: bool = True) -> int:
         await self._before("delete")
         return await self._inner.delete_many(keys, exact_count=exact_count)
+
+    def commit_lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._inner.commit_lock()
 
     @property
     def read_only(self) -> bool:

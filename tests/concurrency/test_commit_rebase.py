@@ -325,3 +325,42 @@ def test_only_lost_races_back_off_and_the_sleep_follows_the_attempt_time(monkeyp
         s.commit(f"before {k}")
     session.commit("ours again", rebase_with=ConflictDetector())
     assert sleeps == []
+
+
+def test_commits_with_rebase_hold_the_storage_commit_lock(tmp_path: object) -> None:
+    """The tip check, rebase and branch update of ``commit(rebase_with=...)`` happen inside
+    ``Storage.commit_lock()``; a plain commit does not take it."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    events: list[str] = []
+
+    class Recording(HookStorage):
+        def commit_lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+            @contextlib.asynccontextmanager
+            async def lock() -> AsyncIterator[None]:
+                events.append("lock")
+                yield
+                events.append("unlock")
+
+            return lock()
+
+        def with_settings(self, settings: ic.StorageSettings | None) -> HookStorage:
+            return Recording(self._inner.with_settings(settings), self.hook)
+
+    async def record(key: str) -> None:
+        if key == "repo":
+            events.append("repo")
+
+    inner = ic.local_filesystem_storage(str(tmp_path))
+    ic.Repository.create(inner)
+    repo = ic.Repository.open(Recording(inner, record))
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="a").create_group("a")
+    session.commit("with rebase", rebase_with=ConflictDetector())
+    assert events == ["lock", "repo", "unlock"]
+    events.clear()
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="a").create_group("b")
+    session.commit("plain")
+    assert events == ["repo"]
