@@ -10,6 +10,13 @@ hits all alike; the table shows medians and the ratios ours/reference and ours/z
 read phase (cold open + read) and the bulk write run 3 times back to back within each
 repetition and contribute the median of the 3, since single runs swing 2-3x on a shared VM.
 
+This package and plain zarr run on the reference's interpreter and package versions (a peer
+virtualenv: the reference's ``pip freeze`` minus the reference, plus our dependencies; ours
+is imported from this worktree), so that a ratio measures the implementations rather than
+two Pythons or two numcodecs (the reference needs Python 3.12, where numcodecs 0.17 and numpy
+2.5 install, and the project's default is 3.11).  ``--python project`` runs them on this
+interpreter instead.
+
 Workloads (full size; ``--quick`` shrinks them):
   bulk       256 x 1 MiB chunks: write+commit; cold open + read
   small      10,000 chunks of 100 B: write+commit; cold open + full read; cold open + 1,000 point reads
@@ -27,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -102,18 +108,51 @@ def find_reference() -> tuple[str | None, str | None, str]:
     return None, None, "; ".join(reasons)
 
 
-def implementations(ref_python: str | None, ref_version: str | None, baseline: str | None) -> list[Impl]:
+def _runtime_dependencies() -> tuple[str, ...]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return tuple(project["dependencies"])
+
+
+def find_peer(ref_python: str | None, ref_version: str | None) -> tuple[str, str]:
+    """(python, note) for this package and plain zarr: the reference's interpreter and
+    package versions when they can be had (see ``ensure_peer``), else this interpreter."""
+    if not ref_python:
+        return sys.executable, ""
+    from tests.interop.reference import ReferenceUnavailable, ensure_peer
+
+    try:
+        return str(ensure_peer(Path(ref_python), _runtime_dependencies(), f"peer-of-{ref_version}-bench")), ""
+    except ReferenceUnavailable as exc:
+        return sys.executable, f"ours and zarr run on this interpreter instead of the reference's: {exc}"
+
+
+def implementations(
+    ref_python: str | None, ref_version: str | None, baseline: str | None, python: str
+) -> list[Impl]:
     ours_env = _clean_env()
     ours_env["PYTHONPATH"] = str(ROOT)
-    impls = [Impl("ours", "this package", sys.executable, ours_env, "icechunk")]
+    impls = [Impl("ours", "this package", python, ours_env, "icechunk")]
     if baseline:  # another checkout of this package (e.g. before an optimization)
         base_env = _clean_env()
         base_env["PYTHONPATH"] = str(Path(baseline).resolve())
-        impls.append(Impl("base", "baseline", sys.executable, base_env, "icechunk"))
+        impls.append(Impl("base", "baseline", python, base_env, "icechunk"))
     if ref_python:
         impls.append(Impl("ref", f"icechunk {ref_version}", ref_python, _clean_env(), "icechunk"))
-    impls.append(Impl("zarr", "zarr LocalStore", sys.executable, _clean_env(), "zarr"))
+    impls.append(Impl("zarr", "zarr LocalStore", python, _clean_env(), "zarr"))
     return impls
+
+
+def environment(python: str) -> str:
+    """``Python x.y.z, zarr a, numcodecs b, numpy c`` of an interpreter."""
+    probe = (
+        "import platform, zarr, numcodecs, numpy; "
+        "print(f'Python {platform.python_version()}, zarr {zarr.__version__}, "
+        "numcodecs {numcodecs.__version__}, numpy {numpy.__version__}')"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=_clean_env(), cwd="/")
+    return done.stdout.strip() or f"unknown ({done.stderr.strip()[-200:]})"
 
 
 def run_one(impl: Impl, workload: str, params: dict[str, Any], base: Path, timeout: float) -> dict[str, Any]:
@@ -169,8 +208,12 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
         f"medians of wall time per phase; '!' marks a ratio over its target "
         f"(ours/ref <= 1.0, ours/zarr <= 1.1 on I/O workloads)"
     )
+    for key, env in meta.get("environments", {}).items():
+        out.append(f"environment, {key}: {env}")
     if meta.get("ref_missing"):
         out.append(f"reference not run: {meta['ref_missing']}")
+    if meta.get("peer_note"):
+        out.append(f"note: {meta['peer_note']}")
     base = "base" in have
     head = (
         f"{'workload':10s} {'phase':28s} {'ours':>9s} {ref_label:>15s} {'zarr':>9s} {'ours/ref':>9s} "
@@ -233,15 +276,26 @@ def main() -> None:
     parser.add_argument(
         "--baseline", help="another checkout of this package to run side by side (before/after figures)"
     )
+    parser.add_argument(
+        "--python",
+        choices=("peer", "project"),
+        default="peer",
+        help="interpreter for ours and zarr: 'peer' (default) is the reference's Python and package "
+        "versions, so that the ratios compare implementations, not environments; 'project' is this one",
+    )
     args = parser.parse_args()
     reps = args.reps or (3 if args.quick else 5)
     chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
 
     started, load_start, cpu0 = time.perf_counter(), os.getloadavg(), os.times()
     ref_python, ref_version, ref_missing = find_reference()
-    impls = implementations(ref_python, ref_version, args.baseline)
+    python, peer_note = find_peer(ref_python, ref_version) if args.python == "peer" else (sys.executable, "")
+    impls = implementations(ref_python, ref_version, args.baseline, python)
+    environments = {"ours and zarr": environment(python)}
+    if ref_python:
+        environments[f"icechunk {ref_version}"] = environment(ref_python)
     print(
-        f"python {platform.python_version()} (ours, zarr) / reference: "
+        f"{environments['ours and zarr']} (ours, zarr) / reference: "
         f"{ref_version or 'unavailable'}; workloads: {', '.join(w.name for w in chosen)}; reps: {reps}",
         file=sys.stderr,
     )
@@ -286,6 +340,8 @@ def main() -> None:
         "reps": reps,
         "quick": args.quick,
         "ref_missing": ref_missing if not ref_python else "",
+        "environments": environments,
+        "peer_note": peer_note,
     }
     print(report(results, impls, meta))
     if args.json:

@@ -101,6 +101,51 @@ def _ensure_extras(python: Path, venv: Path, extra: tuple[str, ...]) -> None:
     marker.write_text("\n".join(sorted(have | set(missing))))
 
 
+def ensure_peer(reference: Path, packages: tuple[str, ...], name: str) -> Path:
+    """A virtualenv on the reference's interpreter with the reference's packages but not
+    the reference itself, plus ``packages``: our package runs there (from the worktree, on
+    ``PYTHONPATH``) so that both implementations sit on the same Python, zarr, numcodecs and
+    numpy, and a comparison measures the implementations rather than the environments.
+
+    Rebuilt whenever the reference's package set changes.
+
+    Raises
+    ------
+    ReferenceUnavailable
+        When the packages cannot be installed.
+    """
+    freeze = subprocess.run(
+        [str(reference), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, timeout=300
+    )
+    if freeze.returncode != 0:
+        raise ReferenceUnavailable(f"cannot list the reference's packages: {freeze.stderr[-500:]}")
+    pins = sorted(line for line in freeze.stdout.splitlines() if line and not line.lower().startswith("icechunk"))
+    wanted = "\n".join([*pins, *sorted(packages)])
+    venv = CACHE / name
+    python = venv / "bin" / "python"
+    with open(CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = venv / "ok"
+        if python.exists() and marker.exists() and marker.read_text() == wanted:
+            return python
+        base = subprocess.run(
+            [str(reference), "-c", "import sys; print(sys._base_executable)"], capture_output=True, text=True
+        ).stdout.strip()
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([base or sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *pins, *packages],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if install.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise ReferenceUnavailable(f"cannot build the peer virtualenv {name}: {install.stderr[-500:]}")
+        marker.write_text(wanted)
+    return python
+
+
 def reference_python(version: str) -> Path:
     """:func:`ensure_reference` for tests: skips the calling test when the reference cannot run."""
     try:
