@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows, where local storage refuses to open
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["WAIT_LIMIT_S", "DirectoryCommitLock"]
+__all__ = ["WAIT_LIMIT_S", "DirectoryCommitLock", "unlock_and_close"]
 
 WAIT_LIMIT_S = 5.0
 """Longest wait for the lock before committing without it."""
@@ -89,8 +89,7 @@ class DirectoryCommitLock:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)  # closing releases the lock
+            unlock_and_close(self._fd)
             self._fd = -1
 
 
@@ -125,12 +124,12 @@ class _Waiter:
                     return
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
                     pass
-        os.close(self._fd)
+        unlock_and_close(self._fd)
 
     def _deliver(self, error: OSError | None) -> None:
         # runs in the loop, so it cannot interleave with abandon()
         if self._abandoned:
-            os.close(self._fd)
+            unlock_and_close(self._fd)
         elif error is not None:
             os.close(self._fd)
             self.granted.set_exception(error)
@@ -143,4 +142,14 @@ class _Waiter:
             self._abandoned = True
         granted = self.granted
         if granted.done() and granted.exception() is None:
-            os.close(self._fd)  # granted just as the coroutine gave up: release it here
+            unlock_and_close(self._fd)  # granted just as the coroutine gave up: release it here
+
+
+def unlock_and_close(fd: int) -> None:
+    """Unlock, then close: an explicit unlock frees the lock even where a forked child still
+    shares the descriptor (closing alone would leave it held until the child exits)."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)

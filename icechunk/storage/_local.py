@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 from icechunk._errors import ErrorKind, InvalidInputError, NotFoundError, StorageError
 from icechunk.config import StorageConcurrencySettings, StorageRetriesSettings, StorageSettings
 from icechunk.storage._abc import ByteRange, ObjectInfo, PutMode, PutResult, Storage, VersionToken
-from icechunk.storage._commit_lock import DirectoryCommitLock
+from icechunk.storage._commit_lock import DirectoryCommitLock, unlock_and_close
 from icechunk.storage._common import (
     TEMP_NAME,
     SettingsMixin,
@@ -146,7 +146,7 @@ class _DirLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)  # closing the descriptor releases the lock
+        unlock_and_close(self._fd)  # also where a child forked meanwhile shares the descriptor
 
 
 class LocalFileSystemStorage(SettingsMixin, Storage):

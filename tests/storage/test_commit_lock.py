@@ -161,3 +161,36 @@ def test_a_process_whose_waiter_gave_up_exits_while_another_holds_the_lock(tmp_p
 async def test_storages_without_a_lock_enter_at_once() -> None:
     async with in_memory_storage().commit_lock() as held:
         assert held is None
+
+
+async def test_a_forked_child_does_not_keep_the_lock_held(tmp_path: Path) -> None:
+    """A child forked while the lock is held shares its descriptor; leaving the lock must
+    still free it (an explicit unlock, not just a close)."""
+    storage = local_filesystem_storage(tmp_path)
+    async with storage.commit_lock():
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps and leaves
+            time.sleep(5)
+            os._exit(0)
+    try:
+        assert not _is_locked(tmp_path / "snapshots")
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+
+
+def test_the_compare_and_swap_directory_lock_is_freed_despite_a_forked_child(tmp_path: Path) -> None:
+    """Same for the short directory lock around compare-and-swaps: a child forked inside it
+    must not block every later update of that directory until the child exits."""
+    from icechunk.storage._local import _DirLock
+
+    with _DirLock(str(tmp_path)):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps and leaves
+            time.sleep(5)
+            os._exit(0)
+    try:
+        assert not _is_locked(tmp_path)
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
