@@ -59,8 +59,14 @@ def _rows_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.isin(av, bv)
 
 
-def detect_conflicts(engine: SessionEngine, theirs: TransactionLog, after: Snapshot) -> list[ConflictRecord]:
-    """Every conflict between the session's changes and one commit (its log and result)."""
+def detect_conflicts(
+    engine: SessionEngine, theirs: TransactionLog, after: Snapshot | None
+) -> list[ConflictRecord]:
+    """Every conflict between the session's changes and one commit (its log and result).
+
+    ``after`` (the commit's snapshot) is only read for the nodes the session creates; it may
+    be None when the session creates none.
+    """
     ch = engine.changes
     out: list[ConflictRecord] = []
     paths = {n.id: n.path for n in engine.all_nodes()}
@@ -73,9 +79,12 @@ def detect_conflicts(engine: SessionEngine, theirs: TransactionLog, after: Snaps
         out.append(ConflictRecord(ConflictKind.MOVE_OPERATION_CANNOT_BE_REBASED, "/"))
         return out
 
-    after_nodes = {n.path: n for n in after.nodes}
     our_deleted = ch.deleted_node_ids()
-    for path, (nid, _) in [*ch.new_groups.items(), *ch.new_arrays.items()]:
+    created = [*ch.new_groups.items(), *ch.new_arrays.items()]
+    if created and after is None:
+        raise ValueError("detect_conflicts needs the commit's snapshot to check created nodes")
+    after_nodes = {n.path: n for n in after.nodes} if created and after is not None else {}
+    for path, (nid, _) in created:
         existing = after_nodes.get(path)
         if existing is not None and existing.id not in our_deleted:
             out.append(ConflictRecord(ConflictKind.NEW_NODE_CONFLICTS_WITH_EXISTING_NODE, path, nid))

@@ -111,16 +111,32 @@ async def rebase(
             return  # the branch was deleted: nothing to replay
     if tip == engine.base.id:
         return
-    for sid in await _commits_since(repo, engine.base.id, tip):
+    commits = await _commits_since(repo, engine.base.id, tip)
+    # a change set that creates and deletes no node is checked against the commits' logs
+    # alone: only the last snapshot (the new base) is read, not one per commit replayed
+    every_snapshot = _touches_nodes(engine)
+    replayed: SnapshotId | None = None  # replayed without reading its snapshot
+    for k, sid in enumerate(commits):
         log = await repo.transaction_log(sid)
-        after = await repo.snapshot(sid)
-        conflicts = detect_conflicts(engine, log, after.snapshot)
+        after = await repo.snapshot(sid) if every_snapshot or k == len(commits) - 1 else None
+        conflicts = detect_conflicts(engine, log, after.snapshot if after is not None else None)
         unresolved = solver.unresolved(conflicts)
         if unresolved:
+            if replayed is not None:  # stay on the last commit replayed successfully
+                engine.base = await repo.snapshot(replayed)
+                _drop_stale_deletes(engine)
             raise RebaseFailedError(str(sid), list(unresolved))
         solver.apply(engine, conflicts)
+        if after is None:
+            replayed = sid
+            continue
         engine.base = after
         _drop_stale_deletes(engine)
+
+
+def _touches_nodes(engine: SessionEngine) -> bool:
+    changes = engine.changes
+    return bool(changes.new_groups or changes.new_arrays or changes.deleted_groups or changes.deleted_arrays)
 
 
 async def commit_with_rebase(

@@ -543,3 +543,39 @@ def test_public_values() -> None:
     again = pickle.loads(pickle.dumps(err))
     assert (again.snapshot, again.conflicts, again.kind) == ("SNAP", [c], "rebase-failed")
     assert isinstance(err, ic.ConflictError)
+
+
+@pytest.mark.parametrize("creates_a_node", [False, True])
+def test_rebase_reads_only_the_snapshots_it_needs(
+    repo: ic.Repository, monkeypatch: pytest.MonkeyPatch, creates_a_node: bool
+) -> None:
+    """A change set that only writes chunks is checked against each commit's log; only the
+    new base's snapshot is read.  One that creates a node needs every snapshot (a later
+    commit may have created the same path)."""
+    from icechunk.core.repository import RepoEngine
+
+    session = repo.writable_session("main")
+    _arr(session, "g/a")[0, 0] = 5
+    if creates_a_node:
+        _group(session).create_group("ours")
+    theirs = []
+    for k in range(3):
+        other = repo.writable_session("main")
+        _arr(other, "b")[k] = 10 + k
+        theirs.append(other.commit(f"theirs {k}"))
+    read: list[str] = []
+    original = RepoEngine.snapshot
+
+    async def recording(self: RepoEngine, sid: object) -> object:
+        read.append(str(sid))
+        return await original(self, sid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RepoEngine, "snapshot", recording)
+    session.rebase(ConflictDetector())
+    assert session.snapshot_id == theirs[-1]
+    assert read == (theirs if creates_a_node else theirs[-1:])
+    sid = session.commit("ours")
+    data = zarr.open_array(repo.readonly_session(snapshot_id=sid).store, path="b", mode="r")[:]
+    np.testing.assert_array_equal(data[:3], [10, 11, 12])
+    ours = zarr.open_array(repo.readonly_session(snapshot_id=sid).store, path="g/a", mode="r")
+    assert ours[0, 0] == 5
