@@ -49,6 +49,7 @@ from icechunk.format.repo_info import (
     append_update,
     backup_name,
     decode_repo_info,
+    peek_branch_tip,
 )
 
 __all__ = ["LegacyRefs", "RepoInfoRefs", "RepoState", "now_us"]
@@ -184,6 +185,10 @@ class RepoState(abc.ABC):
         await self.ensure_writable()
         return await self.lookup_branch(branch)
 
+    async def peek_tip(self, branch: str, *, writable: bool = False) -> SnapshotId:
+        """The tip of ``branch`` for opening a session (:meth:`writable_tip` with ``writable``)."""
+        return await (self.writable_tip(branch) if writable else self.lookup_branch(branch))
+
 
 # ============================================================================================
 # spec 2
@@ -213,11 +218,14 @@ class RepoInfoRefs(RepoState):
             self._info = fetched[0]
         return self._info
 
-    async def _fetch(self) -> tuple[RepoInfo, bytes, Any]:
+    async def _read(self) -> tuple[bytes, Any]:
         try:
-            data, version = await self.assets.storage.get_with_version(keys.REPO)
+            return await self.assets.storage.get_with_version(keys.REPO)
         except NotFoundError:
             raise StorageError("the repo object disappeared", ErrorKind.OBJECT_NOT_FOUND) from None
+
+    async def _fetch(self) -> tuple[RepoInfo, bytes, Any]:
+        data, version = await self._read()
         # decoded infos are never mutated in place (``update`` edits a copy), so one is shared
         cached = self._decoded
         if cached is not None and cached[0] == data:
@@ -253,9 +261,33 @@ class RepoInfoRefs(RepoState):
         _require_writable(await self.info(refresh=fresh))
 
     async def writable_tip(self, branch: str) -> SnapshotId:
-        info = await self.info()
-        _require_writable(info)
-        return branch_tip(info.branches, branch)
+        return await self.peek_tip(branch, writable=True)
+
+    async def peek_tip(self, branch: str, *, writable: bool = False) -> SnapshotId:
+        """The tip of ``branch`` from a fresh read; a repo object that changed is not decoded
+        (opening a session needs the tip alone, and ``peek_branch_tip`` reads it directly,
+        whatever the length of the history).
+
+        Raises
+        ------
+        RefNotFoundError
+            When the branch does not exist.
+        ReadOnlyError
+            With ``writable``, when the repository status is read-only.
+        """
+        data, _ = await self._read()
+        cached = self._decoded
+        if cached is not None and cached[0] == data:
+            self._info = cached[1]
+            if writable:
+                _require_writable(cached[1])
+            return branch_tip(cached[1].branches, branch)
+        tip, availability = peek_branch_tip(data, branch, keys.REPO)
+        if writable:
+            _require_available(availability)
+        if tip is None:
+            raise _no_branch(branch)
+        return tip
 
     # -- the conditional update loop ----------------------------------------------------------
 
@@ -424,12 +456,20 @@ def branch_tip(branches: dict[str, SnapshotId], name: str) -> SnapshotId:
     """The snapshot ``branches`` gives for ``name``; RefNotFoundError when there is none."""
     tip = branches.get(name)
     if tip is None:
-        raise RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
+        raise _no_branch(name)
     return tip
 
 
+def _no_branch(name: str) -> RefNotFoundError:
+    return RefNotFoundError(f"ref not found: branch {name!r}", ErrorKind.BRANCH_NOT_FOUND)
+
+
 def _require_writable(info: RepoInfo) -> None:
-    if info.status.availability == Availability.READ_ONLY:
+    _require_available(info.status.availability)
+
+
+def _require_available(availability: Availability) -> None:
+    if availability == Availability.READ_ONLY:
         raise ReadOnlyError("repository status is read-only", ErrorKind.READ_ONLY_REPOSITORY)
 
 

@@ -305,9 +305,9 @@ class RepoEngine:
         if as_of is not None and branch is None:
             raise ValueError("as_of requires a branch")
         if branch is not None:
-            tip = await self.state.lookup_branch(branch)
             if as_of is None:
-                return tip
+                return await self.state.peek_tip(branch)
+            tip = await self.state.lookup_branch(branch)
             async for entry in self.state.ancestry(tip):
                 if entry.flushed_at <= as_of:
                     return entry.id

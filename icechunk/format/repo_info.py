@@ -57,7 +57,13 @@ from icechunk.format._repo_info_append import (
     remember,
 )
 from icechunk.format._reuse import Remap, RunLayout, write_section
-from icechunk.format.header import IMPLEMENTATION_NAME, FileType, decode_envelope, encode_envelope
+from icechunk.format.header import (
+    IMPLEMENTATION_NAME,
+    FileType,
+    Header,
+    decode_envelope,
+    encode_envelope,
+)
 from icechunk.format.ids import SnapshotId, crockford_encode
 from icechunk.format.values import flex_dumps, flex_loads
 
@@ -90,6 +96,7 @@ __all__ = [
     "backup_name",
     "decode_repo_info",
     "encode_repo_info",
+    "peek_branch_tip",
 ]
 
 
@@ -1129,7 +1136,8 @@ def _decode_updates(
     return out  # type: ignore[return-value]  # every None was replaced
 
 
-def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
+def _root_of(buf: bytes, name: str) -> Table:
+    """The root table, after checking the repository spec version it gives."""
     root = root_table(buf)
     spec_version = root.u8(0)
     if spec_version > _REPO_SPEC_VERSION:
@@ -1138,6 +1146,12 @@ def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
             "(this library reads 1 and 2); upgrade your library",
             ErrorKind.UNSUPPORTED_SPEC_VERSION,
         )
+    return root
+
+
+def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
+    root = _root_of(buf, name)
+    spec_version = root.u8(0)
     if not root.has(4):
         raise _corrupt(name, "required field snapshots is missing")
     cols = _decode_snapshot_columns(buf, root, name)
@@ -1211,6 +1225,15 @@ def decode_repo_info(
         The ops-log entries themselves are decoded, and checked, when ``latest_updates`` is
         first read.
     """
+    header, buf = _open_envelope(data, name)
+    with decoding(name, "repo info"):
+        info = _decode(buf, name, previous)
+    info.implementation = header.implementation
+    return info
+
+
+def _open_envelope(data: bytes | memoryview, name: str) -> tuple[Header, bytes]:
+    """Header and flatbuffer of a repo-info file (always spec 2 in its header)."""
     header, buf = decode_envelope(data, name, FileType.REPO_INFO)
     if header.spec_version < _REPO_SPEC_VERSION:
         raise FormatError(
@@ -1218,10 +1241,42 @@ def decode_repo_info(
             f"{header.spec_version}",
             ErrorKind.INVALID_FILE_FORMAT,
         )
+    return header, buf
+
+
+def peek_branch_tip(
+    data: bytes | memoryview, branch: str, name: str = "repo"
+) -> tuple[SnapshotId | None, Availability]:
+    """The tip of ``branch`` (None when there is no such branch) and the repository's
+    availability, read from a repo-info file without decoding the rest.
+
+    Opening a session needs only these two facts, and a full decode costs time in
+    proportion to the history (every snapshot entry) whenever another writer changed the
+    file.
+
+    Raises
+    ------
+    FormatError
+        As :func:`decode_repo_info`, for what it reads.
+    """
+    _, buf = _open_envelope(data, name)
     with decoding(name, "repo info"):
-        info = _decode(buf, name, previous)
-    info.implementation = header.implementation
-    return info
+        root = _root_of(buf, name)
+        status = _decode_status(_required(root.table(5), name, "status"))
+        if not root.has(2):
+            raise _corrupt(name, "required field branch is missing")
+        start, n = _required(root.vector(4), name, "snapshots")
+        for ref in root.tables(2):
+            if ref.string(0) != branch:
+                continue
+            index = ref.u32(1)
+            if index >= n:
+                raise _corrupt(name, f"branch {branch!r} has snapshot index {index} out of range")
+            element = start + 4 * index
+            entry = Table(buf, element + struct.unpack_from("<I", buf, element)[0])
+            raw = _required(entry.struct_bytes(0, 12), name, "SnapshotInfo.id")
+            return SnapshotId(raw), status.availability
+        return None, status.availability
 
 
 # ---- pure helpers for the update protocol ----------------------------------------------------

@@ -332,6 +332,43 @@ def test_session_open_and_commit_read_the_repo_object_once_each(tmp_path) -> Non
     assert reads == ["repo"]
 
 
+def test_sessions_open_on_a_changed_repo_object_without_decoding_it(tmp_path, monkeypatch) -> None:
+    """After another handle committed, opening a session reads the branch tip and status
+    straight from the new ``repo`` object (no full decode, whatever the history's length);
+    a commit and a rebase still decode it."""
+    import icechunk.core.repo_state as repo_state
+
+    storage = ic.local_filesystem_storage(str(tmp_path / "repo"))
+    repo = ic.Repository.create(storage)
+    _commit_array(repo, "main", 1.0, "c1")
+    other = ic.Repository.open(storage)
+    theirs = _commit_array(other, "main", 2.0, "c2")
+    decoded: list[int] = []
+    original = repo_state.decode_repo_info
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        decoded.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(repo_state, "decode_repo_info", counting)
+    session = repo.writable_session("main")
+    assert session.snapshot_id == theirs
+    assert repo.readonly_session(branch="main").snapshot_id == theirs
+    assert decoded == []
+    zarr.open_array(session.store, path="a", mode="a")[0] = 5.0
+    ours = session.commit("c3")
+    assert decoded  # the ref update decodes what it rewrites
+    assert [s.id for s in other.ancestry(branch="main")][:2] == [ours, theirs]
+    # the peeked facts still raise like the decoded ones
+    _commit_array(other, "main", 3.0, "c4")
+    with pytest.raises(ic.IcechunkError, match="ref not found: branch 'nope'"):
+        repo.writable_session("nope")
+    other.set_status(ic.RepoStatus(ic.RepoAvailability.read_only))
+    with pytest.raises(ic.ReadOnlyError, match="repository status is read-only"):
+        repo.writable_session("main")
+    assert repo.readonly_session(branch="main").snapshot_id != theirs  # reading is allowed
+
+
 def test_spec1_refuses_spec2_operations(storage) -> None:
     repo = ic.Repository.create(storage, spec_version=1)
     with pytest.raises(ic.FormatError) as info:

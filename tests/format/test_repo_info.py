@@ -41,6 +41,7 @@ from icechunk.format.repo_info import (
     backup_name,
     decode_repo_info,
     encode_repo_info,
+    peek_branch_tip,
 )
 from tests.format.strategies import json_values, map_keys
 
@@ -574,3 +575,40 @@ def test_fuzzed_payload_only_raises_format_error(v2_payload: bytes) -> None:
     assert all(NAME in m for m in messages)
     assert outcomes["error"] > 0
     assert outcomes["ok"] > 0
+
+
+# ---- reading a branch tip without decoding -----------------------------------------------------
+
+
+@given(repo_infos(), st.text(max_size=10))
+def test_peek_branch_tip_agrees_with_the_full_decode(info: RepoInfo, other: str) -> None:
+    raw = encode_repo_info(info)
+    for branch, tip in info.branches.items():
+        assert peek_branch_tip(raw, branch) == (tip, info.status.availability)
+    if other not in info.branches:
+        assert peek_branch_tip(raw, other) == (None, info.status.availability)
+
+
+def test_peek_branch_tip_reports_corrupt_input_as_format_error() -> None:
+    first, second = SnapshotId(bytes(12)), SnapshotId(b"\x01" * 12)
+    info = dataclasses.replace(
+        _info([_entry(1, None)]),
+        branches={"main": second},  # index 1 in the sorted list: the field is written
+        snapshots={
+            first: SnapshotEntry(first, None, 1, "init", {}),
+            second: SnapshotEntry(second, first, 2, "next", {}),
+        },
+    )
+    payload = decode_envelope(encode_repo_info(info), NAME, FileType.REPO_INFO)[1]
+    main = root_table(payload).tables(2)[0]
+    assert main.u32(1) == 1
+    assert peek_branch_tip(_wrap(payload), "main", NAME) == (second, Availability.ONLINE)
+    with pytest.raises(FormatError, match="index"):
+        peek_branch_tip(_patched(payload, main.field(1), "<I", 7), "main", NAME)
+    spec = root_table(payload).field(0)
+    with pytest.raises(FormatError) as err:
+        peek_branch_tip(_patched(payload, spec, "<B", 3), "main", NAME)
+    assert err.value.kind == ErrorKind.UNSUPPORTED_SPEC_VERSION
+    for n in (0, 8, len(payload) // 2):
+        with pytest.raises(FormatError):
+            peek_branch_tip(_wrap(payload[:n]), "main", NAME)
