@@ -17,6 +17,9 @@ import numpy.typing as npt
 __all__ = ["Columns", "check_offsets_vector"]
 
 _U16 = struct.Struct("<H").unpack_from
+# below this many tables, distinct vtables are grouped with a dict (np.unique costs ~30 µs
+# whatever the size; a repo info rewritten in the append layout mixes several vtables)
+SMALL_GROUPING = 1024
 _WIDTH = {"u1": 1, "<u4": 4, "<i4": 4, "<u8": 8}
 
 
@@ -52,11 +55,11 @@ class Columns:
             offsets = np.array(self._vtable(int(vt[0]), nslots), dtype=np.int64)
             fields = np.where(offsets != 0, offsets + pos[:, None], 0)
         elif n:
-            vtables, which = np.unique(vt, return_inverse=True)
-            offsets = np.array(
-                [self._vtable(int(v), nslots) for v in vtables], dtype=np.int64
-            ).reshape(len(vtables), nslots)
-            rows = offsets[which.reshape(-1)]
+            vtables, which = _distinct(vt)
+            offsets = np.array([self._vtable(v, nslots) for v in vtables], dtype=np.int64).reshape(
+                len(vtables), nslots
+            )
+            rows = offsets[which]
             fields = np.where(rows != 0, rows + pos[:, None], 0)
         self.fields = fields  # absolute position of each field, 0 when absent
 
@@ -74,7 +77,8 @@ class Columns:
         vtlen = _U16(buf, vt)[0]
         if vt + vtlen > len(buf):
             raise IndexError("table out of bounds")
-        return [_U16(buf, vt + 4 + 2 * k)[0] if 4 + 2 * k < vtlen else 0 for k in range(nslots)]
+        present = max(0, min(nslots, (vtlen - 4) // 2))  # slots the vtable lists
+        return [*struct.unpack_from(f"<{present}H", buf, vt + 4), *([0] * (nslots - present))]
 
     def field(self, slot: int) -> npt.NDArray[np.int64]:
         """Absolute positions of field ``slot`` (0 where absent)."""
@@ -134,3 +138,13 @@ class Columns:
         raw = np.ascontiguousarray(self.gather(positions, 12))
         out: list[bytes] = raw.view("V12").reshape(-1).tolist()
         return out
+
+
+def _distinct(values: npt.NDArray[np.int64]) -> tuple[list[int], npt.NDArray[np.int64]]:
+    """The distinct values and, for each value, the index of its distinct value."""
+    if len(values) > SMALL_GROUPING:
+        distinct, which = np.unique(values, return_inverse=True)
+        return distinct.tolist(), which.reshape(-1)
+    listed = values.tolist()
+    index = {v: i for i, v in enumerate(dict.fromkeys(listed))}
+    return list(index), np.fromiter(map(index.__getitem__, listed), dtype=np.int64, count=len(listed))

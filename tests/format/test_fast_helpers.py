@@ -185,3 +185,48 @@ def test_random_ids_are_unique_and_a_forked_child_does_not_repeat_its_parent() -
     ours = b"".join(SnapshotId.random() for _ in range(4))
     assert len(child) == 48
     assert child != ours  # without the reseed both would draw the very same bytes
+
+
+# ---- column-wise table reading (format/_columns.py) ---------------------------------------------
+
+
+@pytest.mark.parametrize("small_grouping", [0, 1024])
+@given(values=st.lists(st.integers(0, 50), min_size=1, max_size=60))
+def test_distinct_groups_values_either_way(small_grouping: int, values: list[int]) -> None:
+    """Both the dict grouping (small inputs) and ``np.unique`` (large ones) give each value
+    the index of its distinct value."""
+    import icechunk.format._columns as columns
+
+    saved = columns.SMALL_GROUPING
+    columns.SMALL_GROUPING = small_grouping
+    try:
+        distinct, which = columns._distinct(np.array(values, dtype=np.int64))
+    finally:
+        columns.SMALL_GROUPING = saved
+    assert sorted(distinct) == sorted(set(values))
+    assert [distinct[i] for i in which.tolist()] == values
+
+
+def test_columns_read_short_and_full_vtables() -> None:
+    """A vtable lists only the slots up to the last field written; later slots read 0."""
+    import flatbuffers
+
+    from icechunk.format._columns import Columns
+
+    b = flatbuffers.Builder(64)
+    b.StartObject(1)
+    b.PrependUint32Slot(0, 7, 0)
+    short = b.EndObject()
+    b.StartObject(3)
+    b.PrependUint32Slot(2, 9, 0)
+    b.PrependUint32Slot(0, 8, 0)
+    full = b.EndObject()
+    b.Finish(full)
+    buf = bytes(b.Output())
+    end = len(b.Bytes)
+    head = end - len(buf)
+    pos = np.array([end - short - head, end - full - head], dtype=np.int64)
+    cols = Columns(buf, pos, 3)
+    assert cols.scalar_field(0, "<u4").tolist() == [7, 8]
+    assert cols.scalar_field(1, "<u4").tolist() == [0, 0]
+    assert cols.scalar_field(2, "<u4").tolist() == [0, 9]
