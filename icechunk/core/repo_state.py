@@ -224,13 +224,19 @@ class RepoInfoRefs(RepoState):
         except NotFoundError:
             raise StorageError("the repo object disappeared", ErrorKind.OBJECT_NOT_FOUND) from None
 
+    def _last_decoded(self, data: bytes) -> RepoInfo | None:
+        """The decoded info of ``data`` when it is the repo object last seen."""
+        cached = self._decoded
+        return cached[1] if cached is not None and cached[0] == data else None
+
     async def _fetch(self) -> tuple[RepoInfo, bytes, Any]:
         data, version = await self._read()
         # decoded infos are never mutated in place (``update`` edits a copy), so one is shared
-        cached = self._decoded
-        if cached is not None and cached[0] == data:
-            return cached[1], data, version
-        info = decode_repo_info(data, keys.REPO, previous=cached[1] if cached is not None else None)
+        known = self._last_decoded(data)
+        if known is not None:
+            return known, data, version
+        previous = self._decoded[1] if self._decoded is not None else None
+        info = decode_repo_info(data, keys.REPO, previous=previous)
         self._decoded = (bytes(data), info)
         return info, data, version
 
@@ -276,12 +282,12 @@ class RepoInfoRefs(RepoState):
             With ``writable``, when the repository status is read-only.
         """
         data, _ = await self._read()
-        cached = self._decoded
-        if cached is not None and cached[0] == data:
-            self._info = cached[1]
+        known = self._last_decoded(data)
+        if known is not None:
+            self._info = known
             if writable:
-                _require_writable(cached[1])
-            return branch_tip(cached[1].branches, branch)
+                _require_writable(known)
+            return branch_tip(known.branches, branch)
         tip, availability = peek_branch_tip(data, branch, keys.REPO)
         if writable:
             _require_available(availability)

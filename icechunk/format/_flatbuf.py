@@ -139,6 +139,17 @@ class Table:
             raise IndexError("vector out of bounds")
         return [Table(buf, start + 4 * i + _U32(buf, start + 4 * i)[0]) for i in range(n)]
 
+    def table_at(self, slot: int, i: int) -> Table:
+        """Element ``i`` of a vector of tables, without building the others (IndexError when
+        the vector is absent or shorter)."""
+        v = self.vector(slot)
+        if v is None or not 0 <= i < v[1]:
+            raise IndexError(f"no element {i} in vector field {slot}")
+        at = v[0] + 4 * i
+        if at + 4 > len(self.buf):
+            raise IndexError("vector out of bounds")
+        return Table(self.buf, at + _U32(self.buf, at)[0])
+
     def strings(self, slot: int) -> list[str]:
         v = self.vector(slot)
         if v is None:

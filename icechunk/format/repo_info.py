@@ -1265,16 +1265,14 @@ def peek_branch_tip(
         status = _decode_status(_required(root.table(5), name, "status"))
         if not root.has(2):
             raise _corrupt(name, "required field branch is missing")
-        start, n = _required(root.vector(4), name, "snapshots")
+        _, n = _required(root.vector(4), name, "snapshots")
         for ref in root.tables(2):
             if ref.string(0) != branch:
                 continue
             index = ref.u32(1)
             if index >= n:
                 raise _corrupt(name, f"branch {branch!r} has snapshot index {index} out of range")
-            element = start + 4 * index
-            entry = Table(buf, element + struct.unpack_from("<I", buf, element)[0])
-            raw = _required(entry.struct_bytes(0, 12), name, "SnapshotInfo.id")
+            raw = _required(root.table_at(4, index).struct_bytes(0, 12), name, "SnapshotInfo.id")
             return SnapshotId(raw), status.availability
         return None, status.availability
 
