@@ -7,6 +7,7 @@ that print one JSON document.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import json
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,28 +61,19 @@ def ensure_reference(version: str, extra: tuple[str, ...] = (), flavour: str = "
     name = f"{version}-{flavour}" if flavour else version
     venv = CACHE / name
     python = venv / "bin" / "python"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _venv_lock(name):
         if python.exists() and (venv / "ok").exists():
             _ensure_extras(python, venv, extra)
             return python
         base = find_python(minor)
         if base is None:
             raise ReferenceUnavailable(f"icechunk {version} needs Python {minor}, which is not installed here")
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy", *extra],
-            capture_output=True,
-            text=True,
-            timeout=900,
+        _build_venv(
+            venv,
+            base,
+            [f"icechunk=={version}", "zarr>=3.1,<3.2", "numpy", *extra],
+            f"cannot install icechunk=={version} from the package index",
         )
-        if install.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ReferenceUnavailable(
-                f"cannot install icechunk=={version} from the package index: {install.stderr[-500:]}"
-            )
         (venv / "ok").write_text("ok")
         (venv / "extras").write_text("\n".join(sorted(extra)))
     return python
@@ -123,27 +116,41 @@ def ensure_peer(reference: Path, packages: tuple[str, ...], name: str) -> Path:
     wanted = "\n".join([*pins, *sorted(packages)])
     venv = CACHE / name
     python = venv / "bin" / "python"
-    with open(CACHE / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _venv_lock(name):
         marker = venv / "ok"
         if python.exists() and marker.exists() and marker.read_text() == wanted:
             return python
         base = subprocess.run(
             [str(reference), "-c", "import sys; print(sys._base_executable)"], capture_output=True, text=True
         ).stdout.strip()
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([base or sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *pins, *packages],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if install.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ReferenceUnavailable(f"cannot build the peer virtualenv {name}: {install.stderr[-500:]}")
+        _build_venv(venv, base or sys.executable, [*pins, *packages], f"cannot build the peer virtualenv {name}")
         marker.write_text(wanted)
     return python
+
+
+@contextlib.contextmanager
+def _venv_lock(name: str) -> Iterator[None]:
+    """Exclusive use of the cached virtualenv ``name`` (other test processes wait)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_venv(venv: Path, base: str, requirements: list[str], failure: str) -> None:
+    """A fresh virtualenv at ``venv`` on interpreter ``base`` with ``requirements`` installed;
+    on a failed install it is removed and ReferenceUnavailable(``failure``: pip's error) raised."""
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *requirements],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if install.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        raise ReferenceUnavailable(f"{failure}: {install.stderr[-500:]}")
 
 
 def reference_python(version: str) -> Path:
