@@ -61,10 +61,10 @@ class Workload:
 
 WORKLOADS = [
     Workload("bulk", {"n": 256}, {"n": 64}, True),
-    Workload("small", {"n": 10_000, "points": 1000}, {"n": 2500, "points": 250}, True),
+    Workload("small", {"n": 10_000, "points": 1000}, {"n": 1500, "points": 250}, True),
     Workload("virtual", {"n": 1_000_000, "points": 1000}, {"n": 200_000, "points": 250}, False),
     Workload("commits", {"n": 200}, {"n": 50}, False),
-    Workload("xarray", {"mb": 600}, {"mb": 150}, True),
+    Workload("xarray", {"mb": 600}, {"mb": 100}, True),
     Workload("contended", {"procs": 4, "n": 10}, {"procs": 4, "n": 5}, False),
     Workload("forkmerge", {"procs": 4, "nchunks": 64}, {"procs": 4, "nchunks": 8}, True),
 ]

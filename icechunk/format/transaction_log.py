@@ -123,9 +123,11 @@ _T_ID, _T_NEW_GROUPS, _T_NEW_ARRAYS, _T_DELETED_GROUPS, _T_DELETED_ARRAYS = 0, 1
 _T_UPDATED_ARRAYS, _T_UPDATED_GROUPS, _T_UPDATED_CHUNKS, _T_MOVED_NODES = 5, 6, 7, 8
 _M_FROM, _M_TO, _M_NODE_ID, _M_NODE_TYPE = 0, 1, 2, 3
 
-# Below this many chunks per array the plain builder / struct loop is used; above it the
-# numpy block writer and reader.  Both give identical results (tested).
-_VECTORIZE_MIN = 64
+# From this many chunks per array on, the numpy block writer (and reader) replace the plain
+# builder (and struct loop); both give identical results (tested).  The crossovers differ:
+# the writer's fixed cost is one builder table, the reader's a gather set-up.
+_VECTORIZE_MIN = 4
+_VECTORIZE_READ_MIN = 32
 
 # The Python builder's de-duplication key of the vtable every ChunkIndices table has: one
 # field at byte 4 of an 8-byte table.
@@ -516,7 +518,7 @@ def _read_log(buf: bytes, spec_version: int, implementation: str) -> Transaction
             _required(table.struct_bytes(0, _OBJECT_ID8), "ArrayUpdatedChunks.node_id")
         )
         start, n = _required(table.vector(1), "ArrayUpdatedChunks.chunks")
-        if n >= _VECTORIZE_MIN:
+        if n >= _VECTORIZE_READ_MIN:
             if start + 4 * n > len(buf):
                 raise IndexError("vector out of bounds")
             gather = gather or _Gather(buf)

@@ -58,7 +58,7 @@ def _decode_payload(payload: bytes, *, vectorize_min: int | None = None) -> Tran
     if vectorize_min is None:
         return decode_transaction_log(data, "x")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(txmod, "_VECTORIZE_MIN", vectorize_min)
+        mp.setattr(txmod, "_VECTORIZE_READ_MIN", vectorize_min)
         return decode_transaction_log(data, "x")
 
 
