@@ -88,6 +88,42 @@ def test_reused_compressors_give_the_bytes_of_a_fresh_one() -> None:
     assert all(results[k] == expected for k in range(4))
 
 
+def test_reused_decompressor_recovers_from_broken_streams_and_serves_threads() -> None:
+    """Envelopes share one zstd decompressor per thread: a truncated or corrupt stream must
+    not leak state into the next decode, and threads decoding at once must not mix."""
+    import threading
+
+    import pytest
+
+    from icechunk._errors import FormatError
+    from icechunk.format.header import HEADER_SIZE, FileType, decode_envelope, encode_envelope
+
+    payloads = [bytes(range(256)) * k for k in (1, 7, 300)]
+    files = [encode_envelope(p, FileType.SNAPSHOT, 2) for p in payloads]
+    big = files[-1]
+    corrupt = big[:HEADER_SIZE] + bytes(b ^ 0x5A for b in big[HEADER_SIZE:])
+    for broken in (big[:-7], corrupt):
+        with pytest.raises(FormatError):
+            decode_envelope(broken, "x", FileType.SNAPSHOT)
+        assert [decode_envelope(f, "x", FileType.SNAPSHOT)[1] for f in files] == payloads
+
+    results: dict[int, bool] = {}
+
+    def decode_all(tag: int) -> None:
+        results[tag] = all(
+            decode_envelope(f, "x", FileType.SNAPSHOT)[1] == p
+            for _ in range(50)
+            for f, p in zip(files, payloads, strict=True)
+        )
+
+    threads = [threading.Thread(target=decode_all, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {k: True for k in range(4)}
+
+
 def test_flex_dumps_memo_tells_apart_what_the_encoder_tells_apart() -> None:
     from icechunk.format import values
 
