@@ -228,8 +228,11 @@ class Session:
         engine = await fork_engine(self._repo, self._engine)
         return ForkSession(engine, self._repo)
 
-    async def merge_async(self, *others: Session) -> None:
+    def merge(self, *others: Session) -> None:
         """Absorb the change sets of forks into this session (later forks win on chunks).
+
+        Merging is in-memory work with no I/O, so it runs in the calling thread rather than
+        hopping to the I/O loop and back (two thread wake-ups, about as long as the merge).
 
         Raises
         ------
@@ -248,7 +251,9 @@ class Session:
                 )
             merge_into(self._engine, other._engine)
 
-    merge = blocking(merge_async)
+    async def merge_async(self, *others: Session) -> None:
+        """Async twin of :meth:`merge`."""
+        self.merge(*others)
 
     # ---- nodes and chunks -------------------------------------------------------------------
 

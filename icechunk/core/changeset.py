@@ -28,16 +28,19 @@ _COMPACT_AT = 4096
 class ChunkChanges:
     """Chunk writes and deletes of one array, newest winning.
 
-    Scalar edits go to a dict overlay; :meth:`add_table` appends a columnar batch.  The
-    overlay is folded into the table when it grows, keeping lookups O(log n).
+    Scalar edits go to a dict overlay; :meth:`add_table` queues a columnar batch.  Queued
+    batches and the overlay are folded into one sorted table in a single concatenation when
+    the table is read or the overlay grows, keeping lookups O(log n) and making a merge of
+    many forks one sort instead of one per fork.
     """
 
-    __slots__ = ("_overlay", "_table", "ndim", "node_id")
+    __slots__ = ("_overlay", "_pending", "_table", "ndim", "node_id")
 
     def __init__(self, node_id: NodeId, ndim: int) -> None:
         self.node_id = node_id
         self.ndim = ndim
         self._overlay: dict[tuple[int, ...], ChunkRef | None] = {}
+        self._pending: list[ArrayManifest] = []  # batches newer than _table, oldest first
         self._table: ArrayManifest | None = None
 
     def set(self, coords: tuple[int, ...], ref: ChunkRef | None) -> None:
@@ -48,14 +51,15 @@ class ChunkChanges:
 
     def add_table(self, table: ArrayManifest) -> None:
         """Record many refs (or tombstones) at once; later rows win over earlier state."""
-        self._fold()
-        if self._table is None:
-            self._table = table
-        else:
-            self._table = ArrayManifest.concat(self.node_id, [self._table, table])
+        if self._overlay:  # older than the batch: keep the order
+            self._pending.append(self._overlay_table())
+            self._overlay = {}
+        self._pending.append(table)
 
     def get(self, coords: tuple[int, ...]) -> tuple[bool, ChunkRef | None]:
         """``(touched, ref)``: whether the session touched the chunk and its ref (None = deleted)."""
+        if self._pending:
+            self._fold()
         if coords in self._overlay:
             return True, self._overlay[coords]
         if self._table is not None:
@@ -71,18 +75,22 @@ class ChunkChanges:
         self._fold()
         return self._table if self._table is not None else ArrayManifest.empty(self.node_id, self.ndim)
 
-    def _fold(self) -> None:
-        if not self._overlay:
-            return
-        overlay = ArrayManifest.from_refs(
+    def _overlay_table(self) -> ArrayManifest:
+        return ArrayManifest.from_refs(
             self.node_id,
             self.ndim,
             {c: (r if r is not None else ChunkRef(kind=TOMBSTONE)) for c, r in self._overlay.items()},  # type: ignore[arg-type]
         )
-        self._overlay = {}
-        self._table = overlay if self._table is None else ArrayManifest.concat(
-            self.node_id, [self._table, overlay]
-        )
+
+    def _fold(self) -> None:
+        if not self._overlay and not self._pending:
+            return
+        parts = [] if self._table is None else [self._table]
+        parts += self._pending
+        if self._overlay:
+            parts.append(self._overlay_table())
+        self._overlay, self._pending = {}, []
+        self._table = parts[0] if len(parts) == 1 else ArrayManifest.concat(self.node_id, parts)
 
     def keep_inside(self, num_chunks: tuple[int, ...]) -> None:
         """Drop edits outside the chunk grid (after a resize)."""
@@ -97,10 +105,19 @@ class ChunkChanges:
         return len(self.table())
 
     def is_empty(self) -> bool:
-        return not self._overlay and (self._table is None or len(self._table) == 0)
+        if self._overlay:
+            return False
+        return all(len(t) == 0 for t in [self._table, *self._pending] if t is not None)
 
     def merge_from(self, other: ChunkChanges) -> None:
         """Apply ``other``'s edits on top of ours (``other`` wins on the same chunk)."""
+        if other._table is None and not other._pending:
+            # scalar edits only: they already win over our table and batches, so a dict
+            # update is the whole merge
+            self._overlay.update(other._overlay)
+            if len(self._overlay) >= _COMPACT_AT:
+                self._fold()
+            return
         self.add_table(other.table())
 
     def copy(self) -> ChunkChanges:
