@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from icechunk._errors import ErrorKind, SessionStateError
+from icechunk.core.aio import gather
 from icechunk.core.session import NodeView, SessionEngine
 from icechunk.core.splitting import split_edges, split_extents, split_ids
 from icechunk.format.ids import ManifestId, NodeId, SnapshotId
@@ -181,7 +182,7 @@ async def _partial_refs(engine: SessionEngine, node: NodeView, manifests: list[M
     assert node.array is not None
     assert node.base is not None
     ndim = node.array.ndim
-    loaded = await asyncio.gather(*(engine.assets.fetch_manifest(m.manifest_id) for m in manifests))
+    loaded = await gather(*(engine.assets.fetch_manifest(m.manifest_id) for m in manifests))
     parts = [t for m in loaded if (t := m.array(node.base.id)) is not None and len(t)]
     changes = engine.changes.chunks.get(node.id)
     if changes is not None and not changes.is_empty():
@@ -273,16 +274,12 @@ async def prepare_snapshot(
         raise TypeError(f"commit message must be a string, got {type(message).__name__}")
     writer = _ManifestWriter(engine)
     nodes = engine.all_nodes()
-    manifest_refs = await asyncio.gather(
-        *(
-            _array_manifests(engine, n, writer, rewrite_manifests)
-            if n.array is not None
-            else _none()
-            for n in nodes
-        )
-    )
+    arrays = [n for n in nodes if n.array is not None]
+    written = await gather(*(_array_manifests(engine, n, writer, rewrite_manifests) for n in arrays))
+    manifest_refs = dict(zip((n.id for n in arrays), written, strict=True))
     snapshot_nodes = []
-    for node, mrefs in zip(nodes, manifest_refs, strict=True):
+    for node in nodes:
+        mrefs = manifest_refs.get(node.id)
         array = None
         if node.array is not None:
             array = ArrayData(node.array.shape, node.array.dimension_names, mrefs or ())
@@ -317,13 +314,9 @@ async def prepare_snapshot(
     if merge_log_of is not None:
         previous = await engine.assets.fetch_transaction_log(merge_log_of)
         log = merge_logs(sid, previous, log)
-    await asyncio.gather(engine.assets.write_snapshot(snapshot), engine.assets.write_transaction_log(log))
+    await gather(engine.assets.write_snapshot(snapshot), engine.assets.write_transaction_log(log))
     entry = SnapshotEntry(sid, parent, flushed_at, message, props, pruned_ancestor_tx_logs)
     return PreparedSnapshot(snapshot, log, entry)
-
-
-async def _none() -> tuple[ManifestRef, ...]:
-    return ()
 
 
 def transaction_log_of(engine: SessionEngine, sid: SnapshotId) -> TransactionLog:

@@ -8,7 +8,6 @@ nothing becomes visible to others before a commit (:mod:`icechunk.core.commit`).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from icechunk._errors import (
     ReadOnlyError,
     SessionStateError,
 )
+from icechunk.core.aio import gather
 from icechunk.core.assets import AssetManager, SnapshotIndex
 from icechunk.core.changeset import TOMBSTONE, ChangeSet, ChunkChanges
 from icechunk.core.effective import EffectiveConfig
@@ -451,9 +451,7 @@ class SessionEngine:
         base = node.base
         if base is None or base.array is None:
             return None
-        manifests = await asyncio.gather(
-            *(self.assets.fetch_manifest(m.manifest_id) for m in base.array.manifests)
-        )
+        manifests = await gather(*(self.assets.fetch_manifest(m.manifest_id) for m in base.array.manifests))
         parts = [t for m in manifests if (t := m.array(base.id)) is not None]
         if not parts:
             return ArrayManifest.empty(base.id, node.array.ndim if node.array else 0)
