@@ -405,6 +405,17 @@ class FastBuilder(flatbuffers.Builder):  # type: ignore[misc]
         self.head = head
         return size - head
 
+    def u32_vector(self, values: list[int]) -> int:
+        """A vector of u32 (``StartVector(4, n, 4)``, ``PrependUint32`` each, ``EndVector``)."""
+        if self.nested:
+            raise IsNestedError()
+        n = len(values)
+        self.Prep(4, 4 * n)
+        head = self.head - 4 * n
+        struct.pack_into(f"<{n + 1}I", self.Bytes, head - 4, n, *values)
+        self.head = head - 4
+        return len(self.Bytes) - self.head
+
     def table(self, nfields: int, fields: list[tuple[int, int, Any]]) -> int:
         if self.nested:
             raise IsNestedError()

@@ -35,11 +35,12 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import flatbuffers
 import numpy as np
 
-from icechunk.format._fastbuilder import FastBuilder
+from icechunk.format._fastbuilder import OFFSET, STRUCT, U32, U64, FastBuilder
 from icechunk.format._flatbuf import prepend_struct_slot
 from icechunk.format._manifest_wire import (
     B_CHUNK_ID,
@@ -469,6 +470,51 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
     return x_tab
 
 
+# Blocks of up to this many refs are written ref by ref through the builder: the vectorized
+# writer's fixed cost (~150 µs of numpy set-up) is more than ~5 µs per ref below it, and
+# commits of a few chunks, or of small arrays such as coordinates, are common.
+_BUILDER_MAX = 32
+
+
+def _write_refs_one_by_one(b: FastBuilder, arr: WireArray) -> np.ndarray:
+    """Same bytes as :func:`_write_refs`, one builder call per object (for small blocks)."""
+    n = len(arr)
+    coords = arr.coords.tolist()
+    shapes = arr.shape.tolist()
+    lengths, offsets = arr.length.tolist(), arr.offset.tolist()
+    modified = arr.last_modified.tolist()
+    ids = arr.chunk_id.tobytes()
+
+    def by_row(seg: Segments) -> dict[int, bytes]:
+        return dict(zip(seg.rows.tolist(), seg.to_list(), strict=True)) if len(seg) else {}
+
+    inline, location = by_row(arr.inline), by_row(arr.location)
+    compressed, etag = by_row(arr.compressed_location), by_row(arr.etag)
+    tables = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        index = b.u32_vector(coords[k])
+        # payloads in the builder's creation order (§2.6), then the table's fields in add order
+        shape = shapes[k]
+        x_inline = b.CreateByteVector(inline[k]) if shape & B_INLINE else 0
+        x_location = b.CreateString(location[k]) if shape & B_LOCATION else 0
+        x_compressed = b.CreateByteVector(compressed[k]) if shape & B_COMPRESSED_LOCATION else 0
+        x_etag = b.CreateString(etag[k]) if shape & B_ETAG else 0
+        fields: list[tuple[int, int, Any]] = [
+            (U64, F_LENGTH, lengths[k] if shape & B_LENGTH else 0),
+            (U64, F_OFFSET, offsets[k] if shape & B_OFFSET else 0),
+            (OFFSET, F_COMPRESSED_LOCATION, x_compressed),
+            (U32, F_LAST_MODIFIED, modified[k] if shape & B_LAST_MODIFIED else 0),
+            (OFFSET, F_ETAG, x_etag),
+            (OFFSET, F_LOCATION, x_location),
+        ]
+        if shape & B_CHUNK_ID:
+            fields.append((STRUCT, F_CHUNK_ID, ids[12 * k : 12 * k + 12]))
+        fields.append((OFFSET, F_INLINE, x_inline))
+        fields.append((OFFSET, F_INDEX, index))
+        tables[k] = b.table(CHUNK_REF_FIELDS, fields)
+    return tables
+
+
 _IN_PLACE = True  # tests switch it off to exercise the scratch-block path
 
 
@@ -535,7 +581,8 @@ class ManifestWriter:
 
     def add_refs(self, refs: WireArray) -> None:
         """Write the next refs of the current array (continuing its index order)."""
-        self._pending.append(_write_refs(self._b, refs))
+        write = _write_refs_one_by_one if len(refs) <= _BUILDER_MAX else _write_refs
+        self._pending.append(write(self._b, refs))
 
     def end_array(self, node_id: bytes) -> None:
         """Write the refs vector and the ``ArrayManifest`` table of the current array."""

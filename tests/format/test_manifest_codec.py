@@ -235,6 +235,7 @@ def _assert_aligned(buf: bytes) -> None:
     with_dictionary=st.booleans(),
     min_run=st.sampled_from([2, 5, layout._MIN_RUN]),
     in_place=st.booleans(),
+    builder_max=st.sampled_from([0, 4, layout._BUILDER_MAX]),
 )
 def test_vectorized_writer_matches_builder(
     nodes: list[bytes],
@@ -243,13 +244,16 @@ def test_vectorized_writer_matches_builder(
     with_dictionary: bool,
     min_run: int,
     in_place: bool,
+    builder_max: int,
 ) -> None:
+    """Both writers (vectorized, and ref by ref up to ``builder_max`` refs per block, mixed
+    within one manifest) reproduce the stock builder's bytes."""
     arrays = [data.draw(oracle_arrays(n)) for n in sorted(nodes)]
     mid = data.draw(st.binary(min_size=12, max_size=12))
     dictionary = data.draw(st.binary(max_size=40)) if with_dictionary else None
     expected = oracle_build(mid, arrays, compression_algorithm=algorithm, dictionary=dictionary)
-    saved = layout._MIN_RUN, layout._IN_PLACE
-    layout._MIN_RUN, layout._IN_PLACE = min_run, in_place
+    saved = layout._MIN_RUN, layout._IN_PLACE, layout._BUILDER_MAX
+    layout._MIN_RUN, layout._IN_PLACE, layout._BUILDER_MAX = min_run, in_place, builder_max
     try:
         got = bytes(
             build_manifest_buffer(
@@ -260,7 +264,7 @@ def test_vectorized_writer_matches_builder(
             )
         )
     finally:
-        layout._MIN_RUN, layout._IN_PLACE = saved
+        layout._MIN_RUN, layout._IN_PLACE, layout._BUILDER_MAX = saved
     assert got == expected
     _assert_aligned(got)
     # the vectorized reader agrees with the per-ref Table reader
