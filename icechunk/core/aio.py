@@ -25,8 +25,9 @@ async def gather(*aws: Awaitable[T]) -> list[T]:
     """
     if len(aws) == 1:
         return [await aws[0]]
-    if sys.version_info >= (3, 12) and all(asyncio.iscoroutine(a) for a in aws):
-        return await _gather_eager([a for a in aws if asyncio.iscoroutine(a)])
+    coros = [a for a in aws if asyncio.iscoroutine(a)]
+    if sys.version_info >= (3, 12) and len(coros) == len(aws):
+        return await _gather_eager(coros)
     return list(await asyncio.gather(*aws))
 
 

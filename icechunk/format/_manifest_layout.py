@@ -2,10 +2,11 @@
 
 Why builder-identical: the reference writer (Rust ``flatbuffers``) and the Python
 ``flatbuffers.Builder`` place objects identically when driven in the §2.6 build order, and
-that layout is what the fixtures contain.  Reproducing it keeps one code path for small and
-huge manifests, makes byte identity with the reference a test we can run, and inherits the
-builder's alignment guarantees (every scalar naturally aligned relative to the buffer
-start, which the Rust verifier requires).
+that layout is what the fixtures contain.  Reproducing it makes byte identity with the
+reference a test we can run, inherits the builder's alignment guarantees (every scalar
+naturally aligned relative to the buffer start, which the Rust verifier requires), and lets
+small blocks of refs simply go through the builder itself (``_write_refs_one_by_one``), with
+the same bytes, where the vectorized set-up would cost more than it saves.
 
 How: the builder writes back to front; its output is fully determined by the running offset
 ``off`` (bytes written so far, counted from the buffer end).  Per chunk ref it writes the
@@ -470,9 +471,10 @@ def _write_refs(b: flatbuffers.Builder, arr: WireArray) -> np.ndarray:
     return x_tab
 
 
-# Blocks of up to this many refs are written ref by ref through the builder: the vectorized
-# writer's fixed cost (~150 µs of numpy set-up) is more than ~5 µs per ref below it, and
-# commits of a few chunks, or of small arrays such as coordinates, are common.
+# Blocks of up to this many refs are written ref by ref through the builder: below it the
+# vectorized writer's fixed cost (~150-200 µs of numpy set-up) is more than the builder's
+# ~6-8 µs per ref, and commits of a few chunks, or of small arrays such as coordinates, are
+# common (8 refs: ~210 against ~370 µs; even at 32).
 _BUILDER_MAX = 32
 
 
