@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 from icechunk._errors import ErrorKind, InvalidInputError, NotFoundError, StorageError
 from icechunk.config import StorageConcurrencySettings, StorageRetriesSettings, StorageSettings
+from icechunk.storage import _inodes as inodes
 from icechunk.storage._abc import ByteRange, ObjectInfo, PutMode, PutResult, Storage, VersionToken
 from icechunk.storage._commit_lock import DirectoryCommitLock, unlock_and_close
 from icechunk.storage._common import (
@@ -368,7 +369,23 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
 
     def _write_new_file(self, path: str, directory: str, data: memoryview) -> None:
         """Create ``path`` (never an existing file; its directory made on first use) holding
-        ``data``, fsynced if asked; a failed write leaves no file behind."""
+        ``data``, fsynced if asked; a failed write leaves no file behind.
+
+        Where it can, the file is one made ahead of time (``_inodes``): filled while unnamed,
+        then linked in under its name, which skips allocating an inode now.
+        """
+        fd = inodes.take(directory)
+        if fd is not None:
+            try:
+                _write_all(fd, data)
+                if self._fsync:
+                    os.fsync(fd)
+                inodes.link(fd, path)
+                return
+            except (FileNotFoundError, inodes.CannotLink):
+                pass  # the directory is gone, or the file cannot go there: create it below
+            finally:
+                os.close(fd)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(path, flags, 0o666)
@@ -384,6 +401,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             _unlink_quietly(path)
             raise
         os.close(fd)
+        inodes.serve(directory)
 
     def _put(self, key: str, path: str, data: memoryview, mode: PutMode) -> PutResult:
         directory = os.path.dirname(path)
