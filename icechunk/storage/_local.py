@@ -374,7 +374,11 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
         Where it can, the file is one made ahead of time (``_inodes``): filled while unnamed,
         then linked in under its name, which skips allocating an inode now.
         """
-        fd = inodes.take(directory)
+        # only small writes: they run inline on the event loop, where a commit waits for each;
+        # big chunk writes run in worker threads, side by side, and the refill thread would
+        # only add to their contention
+        small = data.nbytes <= INLINE_LIMIT
+        fd = inodes.take(directory) if small else None
         if fd is not None:
             try:
                 _write_all(fd, data)
@@ -401,7 +405,8 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             _unlink_quietly(path)
             raise
         os.close(fd)
-        inodes.serve(directory)
+        if small:
+            inodes.serve(directory)
 
     def _put(self, key: str, path: str, data: memoryview, mode: PutMode) -> PutResult:
         directory = os.path.dirname(path)

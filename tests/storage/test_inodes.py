@@ -161,3 +161,18 @@ def test_commits_write_every_object_through_linked_files(tmp_path: Path) -> None
         names = os.listdir(tmp_path / "repo" / directory)
         assert names and not [n for n in names if n.startswith(".")]
     assert sys.platform.startswith("linux")
+
+
+def test_big_writes_create_their_files(tmp_path: Path) -> None:
+    """Chunk-sized writes run side by side in worker threads: a refill thread would only add
+    contention there, so their directories are not served."""
+    from icechunk.storage._local import INLINE_LIMIT
+
+    storage = local_filesystem_storage(tmp_path)
+    _put_fresh(storage, "chunks/big", b"\1" * (INLINE_LIMIT + 1))
+    assert (tmp_path / "chunks" / "big").stat().st_size == INLINE_LIMIT + 1
+    time.sleep(0.05)
+    with _inodes._POOL.changed:
+        assert str(tmp_path / "chunks") not in _inodes._POOL.spare
+    _put_fresh(storage, "chunks/small", b"\2" * 100)
+    assert _ready(tmp_path / "chunks", 1) >= 1
