@@ -38,6 +38,8 @@ class keys:
 
     REPO = "repo"
     CONFIG_YAML = "config.yaml"
+    # where a commit writes its small objects ("" for the repo object's temp file)
+    COMMIT_PREFIXES = ("manifests", "snapshots", "transactions", "")
 
     @staticmethod
     def snapshot(sid: SnapshotId) -> str:

@@ -343,6 +343,7 @@ class RepoEngine:
 
     async def writable_session(self, branch: str, mode: str = "writable") -> SessionEngine:
         tip = await self.state.writable_tip(branch)
+        self.storage.expect_writes(keys.COMMIT_PREFIXES)
         return self._engine(await self.snapshot(tip), branch, mode)
 
     # ---- commits ----------------------------------------------------------------------------

@@ -208,6 +208,15 @@ class Storage(abc.ABC):
         """
         return contextlib.nullcontext()
 
+    def expect_writes(self, prefixes: Iterable[str]) -> None:
+        """A hint that small objects will soon be written under ``prefixes`` ("" = the root).
+
+        A writable session gives it for what its commit writes (manifests, snapshots,
+        transaction logs, the repo object), so that a backend can get ready; the local
+        backend keeps files made ahead for those directories.  The default does nothing.
+        """
+        return None
+
     @property
     def read_only(self) -> bool:
         """True for backends that cannot write (HTTP)."""

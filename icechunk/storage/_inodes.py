@@ -104,9 +104,13 @@ class _Pool:
             return fd
 
     def serve(self, directory: str) -> None:
-        """Keep unnamed files ready for ``directory`` (which exists) from now on."""
+        """Keep unnamed files ready for ``directory`` from now on (one that does not exist is
+    dropped again by the refill thread)."""
         with self.changed:
-            if directory in self.spare or directory in self.refused:
+            if directory in self.spare:
+                self.spare.move_to_end(directory)
+                return
+            if directory in self.refused:
                 return
             self.spare[directory] = []
             while len(self.spare) > MAX_DIRECTORIES:
@@ -164,7 +168,8 @@ def take(directory: str) -> int | None:
 
 
 def serve(directory: str) -> None:
-    """Have unnamed files made ahead for ``directory`` (just written to, so it exists)."""
+    """Have unnamed files made ahead for ``directory`` (served until it is found missing or
+    evicted as the least recently used)."""
     if _LINKAT is not None:
         _POOL.serve(directory)
 

@@ -291,6 +291,10 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
     async def put_fresh(self, key: str, data: bytes | bytearray | memoryview) -> None:
         await _write(self._put_fresh, key, self._path(key), data)
 
+    def expect_writes(self, prefixes: Iterable[str]) -> None:
+        for prefix in prefixes:
+            inodes.serve(os.path.join(self._root, *prefix.split("/")) if prefix else self._root)
+
     def commit_lock(self) -> DirectoryCommitLock:
         return DirectoryCommitLock(os.path.join(self._root, "snapshots"))
 

@@ -60,13 +60,19 @@ def test_a_used_file_is_replaced_in_the_background(tmp_path: Path) -> None:
     _put_fresh(storage, "snapshots/A", b"x")
     directory = tmp_path / "snapshots"
     assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
-    with _inodes._POOL.changed:
-        before = list(_inodes._POOL.spare[str(directory)])
+
+
+    def held_inodes() -> set[int]:
+        with _inodes._POOL.changed:
+            return {os.fstat(fd).st_ino for fd in _inodes._POOL.spare[str(directory)]}
+
+    before = held_inodes()
     _put_fresh(storage, "snapshots/B", b"y")
+    used = (directory / "B").stat().st_ino
+    assert used in before  # B is one of the files that were ready
     assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
-    with _inodes._POOL.changed:
-        after = list(_inodes._POOL.spare[str(directory)])
-    assert after != before  # one was used and a new one made
+    after = held_inodes()
+    assert used not in after and len(after) == _inodes.PER_DIRECTORY  # and was replaced
 
 
 def test_an_existing_key_is_overwritten_and_a_vanished_directory_recreated(tmp_path: Path) -> None:
@@ -176,3 +182,19 @@ def test_big_writes_create_their_files(tmp_path: Path) -> None:
         assert str(tmp_path / "chunks") not in _inodes._POOL.spare
     _put_fresh(storage, "chunks/small", b"\2" * 100)
     assert _ready(tmp_path / "chunks", 1) >= 1
+
+
+def test_a_writable_session_gets_the_commit_directories_ready(tmp_path: Path) -> None:
+    """Even the first commit of a process finds files made ahead for every object it writes."""
+    import icechunk as ic
+
+    root = tmp_path / "repo"
+    ic.Repository.create(ic.local_filesystem_storage(str(root)))
+    (root / "manifests").mkdir(exist_ok=True)
+    with _inodes._POOL.changed:  # as in a process that never wrote to this repository
+        for directory in [d for d in _inodes._POOL.spare if d.startswith(str(root))]:
+            _inodes._close_all(_inodes._POOL.spare.pop(directory))
+    repo = ic.Repository.open(ic.local_filesystem_storage(str(root)))
+    repo.writable_session("main")
+    for directory in (root / "manifests", root / "snapshots", root / "transactions", root):
+        assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
