@@ -127,6 +127,13 @@ class _Pool:
         return [d for d, fds in self.spare.items() if len(fds) < PER_DIRECTORY]
 
     def _refill(self) -> None:
+        try:
+            self._refill_forever()
+        finally:  # never expected; should it happen, the next take() starts a new thread
+            with self.changed:
+                self.thread = None
+
+    def _refill_forever(self) -> None:
         while True:
             with self.changed:
                 while not (wanted := self._wanted()):
