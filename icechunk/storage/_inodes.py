@@ -8,8 +8,10 @@ other, so a background thread keeps a few unnamed files open for each directory 
 recently, and a write takes one, fills it and links it in under its name.
 
 Unnamed files disappear when closed or when the process ends: nothing is left behind for a
-listing, a garbage collection or an ``rmtree`` to find, even after a crash.  Linux only (the
-link goes through ``/proc/self/fd``); elsewhere, where ``/proc`` is missing, or in a
+listing, a garbage collection or an ``rmtree`` to find, even after a crash.  They do keep the
+filesystem busy while held (at most ``MAX_DIRECTORIES * PER_DIRECTORY`` descriptors per
+process), so a filesystem written to cannot be unmounted until the process ends.  Linux only
+(the link goes through ``/proc/self/fd``); elsewhere, where ``/proc`` is missing, or in a
 directory whose filesystem refuses ``O_TMPFILE``, files are created as before.
 """
 
