@@ -28,8 +28,10 @@ from collections.abc import Callable
 
 __all__ = ["CannotLink", "link", "serve", "take"]
 
-PER_DIRECTORY = 4
-"""Unnamed files kept ready per directory (a commit writes one per changed array and dir)."""
+PER_DIRECTORY = 2
+"""Unnamed files kept ready per directory: a commit takes one from each of its directories
+(one per changed array from manifests/; beyond two, those are created as before), and every
+file made for a new repository or left unused at exit is work done for nothing."""
 MAX_DIRECTORIES = 16
 """Directories served at once; the least recently written to is dropped beyond this."""
 
