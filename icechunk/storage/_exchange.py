@@ -12,31 +12,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import sys
-from collections.abc import Callable
+
+from icechunk.storage._libc import AT_FDCWD, libc_function
 
 __all__ = ["exchange"]
 
-_AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 # the system or the filesystem cannot exchange: callers fall back to a plain rename
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
-
-def _load() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.renameat2  # glibc >= 2.28
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-_RENAMEAT2 = _load()
+_RENAMEAT2 = libc_function(  # glibc >= 2.28
+    "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+)
 
 
 def exchange(first: str, second: str) -> bool:
@@ -51,7 +38,7 @@ def exchange(first: str, second: str) -> bool:
     """
     if _RENAMEAT2 is None:
         return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
     if code in _UNSUPPORTED:

@@ -21,10 +21,10 @@ import contextlib
 import ctypes
 import errno
 import os
-import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+
+from icechunk.storage._libc import AT_FDCWD, libc_function
 
 __all__ = ["CannotLink", "link", "serve", "take"]
 
@@ -35,7 +35,6 @@ file made for a new repository or left unused at exit is work done for nothing."
 MAX_DIRECTORIES = 16
 """Directories served at once; the least recently written to is dropped beyond this."""
 
-_AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
 
 
@@ -43,21 +42,12 @@ class CannotLink(Exception):
     """The unnamed file cannot be linked there (another filesystem, no support): create."""
 
 
-def _load_linkat() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux") or not hasattr(os, "O_TMPFILE"):
-        return None
-    if not os.path.isdir("/proc/self/fd"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).linkat
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_LINKAT = _load_linkat()
+# unnamed files need O_TMPFILE, and linking one in goes through its /proc/self/fd entry
+_LINKAT = (
+    libc_function("linkat", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int])
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+    else None
+)
 
 
 def link(fd: int, path: str) -> None:
@@ -75,7 +65,7 @@ def link(fd: int, path: str) -> None:
         Any other failure.
     """
     assert _LINKAT is not None  # take() hands out no file otherwise
-    if _LINKAT(_AT_FDCWD, b"/proc/self/fd/%d" % fd, _AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) == 0:
+    if _LINKAT(AT_FDCWD, b"/proc/self/fd/%d" % fd, AT_FDCWD, os.fsencode(path), _AT_SYMLINK_FOLLOW) == 0:
         return
     code = ctypes.get_errno()
     if code == errno.EEXIST:
