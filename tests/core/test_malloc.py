@@ -1,0 +1,62 @@
+"""glibc malloc tuning: chunk-sized buffers are reused instead of faulted in afresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _glibc() -> bool:
+    try:
+        return sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError):
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _glibc(), reason="the tuning applies to glibc's malloc only")
+
+# Makes a store (which tunes malloc), then allocates and copies 1 MiB buffers the way a chunk
+# write does (the chunk, its encoded copy), counting the page faults of the loop.
+_CHILD = """
+import json, resource, sys
+import numpy as np
+import icechunk as ic
+from icechunk import _malloc
+
+repo = ic.Repository.create(ic.in_memory_storage())
+repo.writable_session("main").store
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for i in range(32):
+    chunk = np.full(2**17, float(i))
+    encoded = chunk.tobytes()
+    del chunk, encoded
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(json.dumps({"tuned": _malloc._tuned, "faults": faults}))
+"""
+
+
+def _run(**env: str) -> dict[str, object]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    environ.pop("ICECHUNK_MALLOC_TUNING", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD], env={**environ, **env}, capture_output=True, text=True, check=True
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_store_tunes_malloc_so_chunk_buffers_stop_faulting() -> None:
+    tuned, untuned = _run(), _run(ICECHUNK_MALLOC_TUNING="0")
+    assert tuned["tuned"] is True and untuned["tuned"] is False
+    # untuned: every 1 MiB buffer is fresh pages (256 faults each, 2 buffers x 32 rounds)
+    assert isinstance(untuned["faults"], int) and untuned["faults"] > 32 * 256
+    assert isinstance(tuned["faults"], int) and tuned["faults"] < untuned["faults"] / 4
+
+
+def test_malloc_settings_the_user_made_are_left_alone() -> None:
+    result = _run(MALLOC_TRIM_THRESHOLD_="131072")
+    assert result["tuned"] is False
