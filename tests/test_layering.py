@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "_errors": 0, "_version": 0, "config": 0, "credentials": 0, "_types": 0,
     "_utilities": 4,
     "format": 1, "storage": 1,
-    "core": 2,
+    "core": 2, "_malloc": 2,
     "_sync": 3, "store": 3,
     "repository": 4, "session": 4, "conflicts": 4, "snapshots": 4, "ops": 4, "virtual": 4,
     "testing": 4, "_maintenance": 4, "upgrade": 4,
