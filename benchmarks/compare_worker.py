@@ -334,7 +334,7 @@ def xarray_workload(t: Target, p: dict[str, Any], r: Result) -> None:
     r.extra["mb"] = round(ds.nbytes / 1e6)
     t.create()
     r.timed("write+commit", lambda: write(t, ds))
-    back = r.timed_median("read back", lambda: read(t))
+    back = r.timed_median("read back", lambda: read(t), p.get("read_repeats", PHASE_REPEATS))
     assert float(back.b[nt - 1, 7, 9]) == 2 * a[nt - 1, 7, 9]
 
 
