@@ -12,7 +12,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-__all__ = ["AsyncCloseableIterator", "blocking", "iterate", "run"]
+__all__ = ["AsyncCloseableIterator", "BatchedIterator", "blocking", "iterate", "run"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -90,3 +90,44 @@ class AsyncCloseableIterator(Generic[T]):
         close = getattr(self._aiter, "aclose", None)
         if close is not None:
             await close()
+
+
+class BatchedIterator(AsyncCloseableIterator[T]):
+    """The items of an async iterator of lists, one by one, with ``for`` or ``async for``.
+
+    Each list costs one ``await`` and each item a list index, where an async generator
+    yielding items costs a generator step per item (~1.5 µs, a quarter of an ancestry walk).
+    From sync code, lists are gathered ``batch`` items at a time per hop to the loop, as
+    :func:`iterate` does with items.
+    """
+
+    def __init__(self, batches: AsyncIterator[list[T]], batch: int = 256) -> None:
+        super().__init__(batches)  # type: ignore[arg-type]  # only aclose() uses it as such
+        self._batches = batches
+        self._batch: list[T] = []
+        self._pos = 0
+        self._sync = self._sync_items(batch)
+
+    async def __anext__(self) -> T:
+        while self._pos >= len(self._batch):
+            self._batch = await self._batches.__anext__()
+            self._pos = 0
+        self._pos += 1
+        return self._batch[self._pos - 1]
+
+    def _sync_items(self, batch: int) -> Iterator[T]:
+        async def pull() -> tuple[list[T], bool]:
+            items = self._batch[self._pos :]  # left over by async iteration, if any
+            self._batch, self._pos = [], 0
+            try:
+                while len(items) < batch:
+                    items.extend(await self._batches.__anext__())
+            except StopAsyncIteration:
+                return items, True
+            return items, False
+
+        while True:
+            items, done = run(pull())
+            yield from items
+            if done:
+                return

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from icechunk._errors import ErrorKind, InvalidInputError
-from icechunk._sync import AsyncCloseableIterator, blocking, run
+from icechunk._sync import AsyncCloseableIterator, BatchedIterator, blocking, run
 from icechunk._types import RepoAvailability, SpecVersion
 from icechunk.config import FeatureFlag, RepositoryConfig, StorageSettings
 from icechunk.core.repo_state import KNOWN_FLAGS, spec2_only
@@ -535,13 +535,12 @@ class Repository:
     ) -> AsyncCloseableIterator[SnapshotInfo]:
         """Snapshots from the given ref back to the root, newest first (async iterator)."""
 
-        async def gen() -> AsyncIterator[SnapshotInfo]:
+        async def batches() -> AsyncIterator[list[SnapshotInfo]]:
             sid = await self._ref_snapshot(branch, tag, snapshot_id)
             async for chain in self._engine.ancestry_batches(sid):
-                for info in _snapshot_infos(chain):
-                    yield info
+                yield _snapshot_infos(chain)
 
-        return AsyncCloseableIterator(gen())
+        return BatchedIterator(batches())
 
     def ancestry(
         self, *, branch: str | None = None, tag: str | None = None, snapshot_id: str | None = None
