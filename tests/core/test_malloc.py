@@ -43,7 +43,11 @@ def _run(**env: str) -> dict[str, object]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     environ.pop("ICECHUNK_MALLOC_TUNING", None)
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD], env={**environ, **env}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _CHILD],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -60,3 +64,38 @@ def test_a_store_tunes_malloc_so_chunk_buffers_stop_faulting() -> None:
 def test_malloc_settings_the_user_made_are_left_alone() -> None:
     result = _run(MALLOC_TRIM_THRESHOLD_="131072")
     assert result["tuned"] is False
+
+
+def test_no_tuning_off_glibc_or_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icechunk import _malloc
+
+    called: list[tuple[int, int]] = []
+
+    def fake_mallopt(param: int, value: int) -> int:
+        called.append((param, value))
+        return 1
+
+    def fake_libc_function(name: str, argtypes: object) -> object:
+        assert name == "mallopt"
+        return fake_mallopt
+
+    monkeypatch.setattr(_malloc, "libc_function", fake_libc_function)
+    for name in _malloc._USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+    monkeypatch.setattr(_malloc, "_tuned", None)
+    monkeypatch.setenv("ICECHUNK_MALLOC_TUNING", "0")
+    assert _malloc.tune_for_chunk_buffers() is False
+
+    monkeypatch.setattr(_malloc, "_tuned", None)
+    monkeypatch.delenv("ICECHUNK_MALLOC_TUNING")
+    monkeypatch.setattr(_malloc, "_is_glibc", lambda: False)
+    assert _malloc.tune_for_chunk_buffers() is False
+    assert called == []
+
+    monkeypatch.setattr(_malloc, "_tuned", None)
+    monkeypatch.setattr(_malloc, "_is_glibc", lambda: True)
+    assert _malloc.tune_for_chunk_buffers() is True
+    assert _malloc.tune_for_chunk_buffers() is True  # once per process
+    # the trim threshold first, then the mmap threshold, each set once
+    assert called == [(-1, _malloc.TRIM_THRESHOLD), (-3, _malloc.MMAP_THRESHOLD)]
