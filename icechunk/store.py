@@ -66,21 +66,15 @@ def _byte_range(byte_range: ByteRequest | None) -> ByteRange | None:
         return None
     if isinstance(byte_range, RangeByteRequest):
         if byte_range.start < 0 or byte_range.end < byte_range.start:
-            raise InvalidInputError(
-                f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE
-            )
+            raise InvalidInputError(f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
         return RangeRequest(byte_range.start, byte_range.end)
     if isinstance(byte_range, OffsetByteRequest):
         if byte_range.offset < 0:
-            raise InvalidInputError(
-                f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE
-            )
+            raise InvalidInputError(f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
         return OffsetRange(byte_range.offset)
     if isinstance(byte_range, SuffixByteRequest):
         if byte_range.suffix < 0:
-            raise InvalidInputError(
-                f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE
-            )
+            raise InvalidInputError(f"invalid byte range {byte_range!r}", ErrorKind.INVALID_BYTE_RANGE)
         return SuffixRange(byte_range.suffix)
     raise ValueError(f"Unexpected byte_range, got {byte_range!r}")
 
@@ -250,11 +244,7 @@ class IcechunkStore(Store):
                     mask = np.fromiter((k.startswith(prefix) for k in keys), bool, len(keys))
                     sizes = np.where(
                         refs.kind == RefKind.INLINE,
-                        np.fromiter(
-                            (len(b) if b is not None else 0 for b in refs.inline),
-                            np.uint64,
-                            len(refs),
-                        ),
+                        np.fromiter((len(b) if b is not None else 0 for b in refs.inline), np.uint64, len(refs)),
                         refs.length,
                     )
                     total += int(sizes[mask].sum())
@@ -264,9 +254,7 @@ class IcechunkStore(Store):
 
     async def set(self, key: str, value: Buffer) -> None:
         if not isinstance(value, Buffer):
-            raise TypeError(
-                f"IcechunkStore.set(): `value` must be a Buffer instance, got {type(value).__name__}"
-            )
+            raise TypeError(f"IcechunkStore.set(): `value` must be a Buffer instance, got {type(value).__name__}")
         self._check_writable()
         parsed = parse_key(key)
         engine = self._engine
@@ -316,9 +304,7 @@ class IcechunkStore(Store):
         # a prefix inside an array's chunk tree: delete the matching chunks
         for node in self._arrays_containing(prefix):
             refs = await engine.current_refs(node)
-            for coords, key in zip(
-                refs.coords.tolist(), self._chunk_keys(node.path, refs.coords), strict=True
-            ):
+            for coords, key in zip(refs.coords.tolist(), self._chunk_keys(node.path, refs.coords), strict=True):
                 if key == prefix or key.startswith(prefix + "/"):
                     engine.delete_chunk(node.path, tuple(coords))
 
@@ -385,13 +371,7 @@ class IcechunkStore(Store):
                 ErrorKind.INVALID_KEY,
             )
         set_virtual_ref(
-            self._engine,
-            parsed.path,
-            parsed.coords,
-            location,
-            offset,
-            length,
-            checksum,
+            self._engine, parsed.path, parsed.coords, location, offset, length, checksum,
             validate_container,
         )
 
@@ -418,14 +398,9 @@ class IcechunkStore(Store):
             )
         coords = np.asarray(index, dtype=np.int64).reshape(len(index), ndim)
         failed = set_virtual_columns(
-            engine,
-            normalize_path(array_path),
-            coords,
-            locations,
-            np.asarray(offsets, dtype=np.int64),
-            np.asarray(lengths, dtype=np.int64),
-            etags=etags,
-            last_modified=np.asarray(lms, dtype=np.uint32),
+            engine, normalize_path(array_path), coords, locations,
+            np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
+            etags=etags, last_modified=np.asarray(lms, dtype=np.uint32),
             validate_containers=validate_containers,
         )
         return failed_indices(coords, failed)
@@ -463,15 +438,8 @@ class IcechunkStore(Store):
         coords = unravel_grid(chunk_grid_shape, arr_offset)
         etag, last_modified = checksum_fields(checksum)
         failed = set_virtual_columns(
-            self._engine,
-            normalize_path(array_path),
-            coords,
-            locations,
-            offsets,
-            lengths,
-            etags=etag,
-            last_modified=last_modified,
-            validate_containers=validate_containers,
+            self._engine, normalize_path(array_path), coords, locations, offsets, lengths,
+            etags=etag, last_modified=last_modified, validate_containers=validate_containers,
         )
         return failed_indices(coords, failed)
 
@@ -497,9 +465,7 @@ class IcechunkStore(Store):
 
     async def _chunk_batches(
         self, array_path: str, batch_size: int
-    ) -> AsyncIterator[
-        tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, dict[int, bytes]]
-    ]:
+    ) -> AsyncIterator[tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, dict[int, bytes]]]:
         from icechunk.core.virtual import resolve_vcc
         from icechunk.format.ids import ChunkId
 
@@ -530,8 +496,7 @@ class IcechunkStore(Store):
         if not prefix:
             return nodes
         return [
-            n
-            for n in nodes
+            n for n in nodes
             if (kp := key_prefix_for(n.path)).startswith(prefix) or prefix.startswith(kp)
         ]
 
@@ -597,9 +562,7 @@ class IcechunkStore(Store):
         coords = (await engine.current_refs(array)).coords
         depth = len(parsed.coords)
         if depth:
-            mask = np.all(
-                coords[:, :depth] == np.asarray(parsed.coords, dtype=coords.dtype), axis=1
-            )
+            mask = np.all(coords[:, :depth] == np.asarray(parsed.coords, dtype=coords.dtype), axis=1)
             coords = coords[mask]
         for value in np.unique(coords[:, depth]).tolist():
             yield str(value)
