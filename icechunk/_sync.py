@@ -58,6 +58,12 @@ def iterate(aiter: AsyncIterator[T], batch: int = 256) -> Iterator[T]:
             return items, True
         return items, False
 
+    return _hop_by_hop(pull)
+
+
+def _hop_by_hop(pull: Callable[[], Coroutine[Any, Any, tuple[list[T], bool]]]) -> Iterator[T]:
+    """The items of ``pull()`` coroutines, each run in one hop to the loop, until one
+    reports the end (with its last items)."""
     while True:
         items, done = run(pull())
         yield from items
@@ -126,8 +132,4 @@ class BatchedIterator(AsyncCloseableIterator[T]):
                 return items, True
             return items, False
 
-        while True:
-            items, done = run(pull())
-            yield from items
-            if done:
-                return
+        return _hop_by_hop(pull)
