@@ -13,13 +13,15 @@ allocate-and-copy loop took 4x the CPU with the defaults (``docs/architecture.md
 is made, so buffers up to ``MMAP_THRESHOLD`` are reused from the heap.  The cost is memory a
 process keeps after using it: up to ``TRIM_THRESHOLD`` free at the top of each malloc arena.
 It does nothing off glibc, when the user tuned malloc through its ``MALLOC_*_`` environment
-variables, or when ``ICECHUNK_MALLOC_TUNING=0``.
+variables or ``glibc.malloc.*`` entries of ``GLIBC_TUNABLES``, or when
+``ICECHUNK_MALLOC_TUNING=0``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Mapping
 
 from icechunk.storage._libc import libc_function
 
@@ -53,7 +55,7 @@ def tune_for_chunk_buffers() -> bool:
 def _tune() -> bool:
     if os.environ.get("ICECHUNK_MALLOC_TUNING", "1") == "0":
         return False
-    if any(name in os.environ for name in _USER_SETTINGS):
+    if _user_tuned_malloc(os.environ):
         return False  # the user chose; glibc has applied it
     if not _is_glibc():
         return False
@@ -64,6 +66,15 @@ def _tune() -> bool:
     return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     )
+
+
+def _user_tuned_malloc(environ: Mapping[str, str]) -> bool:
+    """Whether malloc settings were given through the environment, either way glibc reads."""
+    if any(name in environ for name in _USER_SETTINGS):
+        return True
+    # GLIBC_TUNABLES="glibc.malloc.trim_threshold=...:glibc.pthread.x=..." (colon-separated)
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    return any(item.strip().startswith("glibc.malloc.") for item in tunables.split(":"))
 
 
 def _is_glibc() -> bool:

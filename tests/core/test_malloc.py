@@ -40,7 +40,7 @@ print(json.dumps({"tuned": _malloc._tuned, "faults": faults}))
 
 
 def _run(**env: str) -> dict[str, object]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     environ.pop("ICECHUNK_MALLOC_TUNING", None)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD],
@@ -64,6 +64,22 @@ def test_a_store_tunes_malloc_so_chunk_buffers_stop_faulting() -> None:
 def test_malloc_settings_the_user_made_are_left_alone() -> None:
     result = _run(MALLOC_TRIM_THRESHOLD_="131072")
     assert result["tuned"] is False
+
+
+def test_malloc_tunables_the_user_set_are_left_alone() -> None:
+    result = _run(GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")
+    assert result["tuned"] is False
+
+
+def test_which_glibc_tunables_count_as_malloc_settings() -> None:
+    from icechunk._malloc import _user_tuned_malloc
+
+    assert _user_tuned_malloc({"GLIBC_TUNABLES": "glibc.pthread.rseq=0:glibc.malloc.mmap_threshold=1"})
+    assert _user_tuned_malloc({"MALLOC_MMAP_MAX_": "0"})
+    # tunables of other glibc parts leave the tuning on
+    assert not _user_tuned_malloc({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    assert not _user_tuned_malloc({"GLIBC_TUNABLES": ""})
+    assert not _user_tuned_malloc({})
 
 
 def test_no_tuning_off_glibc_or_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
