@@ -9,7 +9,9 @@ runs every workload on every implementation, rotating which goes first — so ma
 hits all alike; the table shows medians and the ratios ours/reference and ours/zarr.  Each
 read phase (cold open + read) and the bulk write run 3 times back to back within each
 repetition and contribute the median of the 3, since single runs swing 2-3x on a shared VM;
-the full-size xarray read back (2-4 s) runs once.
+the full-size xarray read back (2-4 s) runs once.  Below the table, each row whose median
+ours/reference is over its target also gets its per-repetition ratios (each repetition's
+pair ran seconds apart), to tell a steady miss from noise.
 
 This package and plain zarr run on the reference's interpreter and package versions (a peer
 virtualenv: the reference's ``pip freeze`` minus the reference, plus our dependencies; ours
@@ -89,6 +91,7 @@ class Runs:
 
     phases: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    by_rep: dict[str, dict[int, float]] = field(default_factory=dict)  # phase -> repetition -> wall
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
@@ -209,6 +212,33 @@ def _ratio(a: float | None, b: float | None, limit: float) -> str:
     return f"{r:.2f}x{' ' if r <= limit else '!'}"
 
 
+def paired_ratios(ours: Runs | None, other: Runs | None, phase: str) -> list[float]:
+    """``ours / other`` for each repetition both ran ``phase`` in, in repetition order.
+
+    Interleaving runs the two within seconds of each other, so a pair shares the machine's
+    state of the moment; the spread of these ratios shows how much of a median ratio is noise.
+    """
+    if ours is None or other is None:
+        return []
+    mine, theirs = ours.by_rep.get(phase, {}), other.by_rep.get(phase, {})
+    return [mine[k] / theirs[k] for k in sorted(mine.keys() & theirs.keys()) if theirs[k] > 0]
+
+
+def _paired_lines(results: dict[tuple[str, str], Runs], flagged: list[tuple[str, str]]) -> list[str]:
+    """Per-repetition ratios of the rows whose median ours/ref is over its target."""
+    lines = []
+    for workload, phase in flagged:
+        ratios = paired_ratios(results.get((workload, "ours")), results.get((workload, "ref")), phase)
+        if ratios:
+            within = sum(r <= 1.0 for r in ratios)
+            lines.append(
+                f"ours/ref per repetition, {workload} {phase.strip()}: "
+                + " ".join(f"{r:.2f}" for r in ratios)
+                + f" ({within} of {len(ratios)} at or under 1.0)"
+            )
+    return lines
+
+
 def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[str, Any]) -> str:
     have = {i.key for i in impls}
     ref_label = next((i.label for i in impls if i.key == "ref"), "reference")
@@ -236,6 +266,7 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
     )
     out.append(head)
     out.append("-" * len(head))
+    flagged: list[tuple[str, str]] = []
     for wl in WORKLOADS:
         runs = {k: results.get((wl.name, k)) for k in ("ours", "ref", "zarr", "base")}
         phases = list(dict.fromkeys(p for r in runs.values() if r for p in r.phases))
@@ -245,6 +276,8 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
             if min((c for c in (cpu["ours"], cpu["ref"]) if c is not None), default=0.0) < CPU_RESOLUTION:
                 cpu["ours"] = None  # a few clock ticks: the ratio would be noise (or 0.00x)
             zr = _ratio(med["ours"], med["zarr"], 1.1 if wl.name in IO_WORKLOADS else float("inf"))
+            if _ratio(med["ours"], med["ref"], 1.0).endswith("!"):
+                flagged.append((wl.name, phase))
             out.append(
                 f"{wl.name:10s} {phase:28s} {_fmt_s(med['ours']):>9s} {_fmt_s(med['ref']):>15s} "
                 f"{_fmt_s(med['zarr']) if 'zarr' in have and wl.zarr else '-':>9s} "
@@ -257,6 +290,7 @@ def report(results: dict[tuple[str, str], Runs], impls: list[Impl], meta: dict[s
                 )
             )
     out.append("")
+    out.extend(_paired_lines(results, flagged))
     labels = (("ours", "this package"), ("ref", ref_label), ("base", "baseline"))
     for key, label in labels:
         v = results.get(("virtual", key))
@@ -334,6 +368,7 @@ def main() -> None:
                     else:
                         for phase, secs in res["phases"].items():
                             runs.phases.setdefault(phase, []).append(secs)
+                            runs.by_rep.setdefault(phase, {})[rep] = secs
                         for phase, secs in res["cpu"].items():
                             runs.cpu.setdefault(phase, []).append(secs)
                         runs.extra.append(res["extra"])
