@@ -213,7 +213,8 @@ class Storage(abc.ABC):
 
         A writable session gives it for what its commit writes (manifests, snapshots,
         transaction logs, the repo object), so that a backend can get ready; the local
-        backend keeps files made ahead for those directories.  The default does nothing.
+        backend makes those directories if missing and keeps files made ahead in them.  The
+        default does nothing.
         """
         return None
 

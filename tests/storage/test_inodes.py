@@ -185,16 +185,18 @@ def test_big_writes_create_their_files(tmp_path: Path) -> None:
 
 
 def test_a_writable_session_gets_the_commit_directories_ready(tmp_path: Path) -> None:
-    """Even the first commit of a process finds files made ahead for every object it writes."""
+    """Even the first commit of a process finds files made ahead for every object it writes,
+    including the first manifest of a new repository (manifests/ is made for it)."""
     import icechunk as ic
 
     root = tmp_path / "repo"
     ic.Repository.create(ic.local_filesystem_storage(str(root)))
-    (root / "manifests").mkdir(exist_ok=True)
+    assert not (root / "manifests").exists()  # a new repository has no manifest yet
     with _inodes._POOL.changed:  # as in a process that never wrote to this repository
         for directory in [d for d in _inodes._POOL.spare if d.startswith(str(root))]:
             _inodes._close_all(_inodes._POOL.spare.pop(directory))
     repo = ic.Repository.open(ic.local_filesystem_storage(str(root)))
     repo.writable_session("main")
+    assert (root / "manifests").is_dir() and not os.listdir(root / "manifests")
     for directory in (root / "manifests", root / "snapshots", root / "transactions", root):
         assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
