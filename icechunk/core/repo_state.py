@@ -222,7 +222,14 @@ class RepoInfoRefs(RepoState):
         try:
             return await self.assets.storage.get_with_version(keys.REPO)
         except NotFoundError:
-            raise StorageError("the repo object disappeared", ErrorKind.OBJECT_NOT_FOUND) from None
+            raise _repo_object_gone() from None
+
+    async def _read_bytes(self) -> bytes:
+        """The repo object without its version (which local storage computes by hashing it)."""
+        try:
+            return await self.assets.storage.get(keys.REPO)
+        except NotFoundError:
+            raise _repo_object_gone() from None
 
     def _last_decoded(self, data: bytes) -> RepoInfo | None:
         """The decoded info of ``data`` when it is the repo object last seen."""
@@ -281,7 +288,7 @@ class RepoInfoRefs(RepoState):
         ReadOnlyError
             With ``writable``, when the repository status is read-only.
         """
-        data, _ = await self._read()
+        data = await self._read_bytes()  # no version: nothing is written from this read
         known = self._last_decoded(data)
         if known is not None:
             self._info = known
@@ -464,6 +471,10 @@ def branch_tip(branches: dict[str, SnapshotId], name: str) -> SnapshotId:
     if tip is None:
         raise _no_branch(name)
     return tip
+
+
+def _repo_object_gone() -> StorageError:
+    return StorageError("the repo object disappeared", ErrorKind.OBJECT_NOT_FOUND)
 
 
 def _no_branch(name: str) -> RefNotFoundError:

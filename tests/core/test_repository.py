@@ -313,13 +313,19 @@ def test_session_open_and_commit_read_the_repo_object_once_each(tmp_path) -> Non
     repo = ic.Repository.create(ic.local_filesystem_storage(str(tmp_path / "repo")))
     _commit_array(repo, "main", 1.0, "c1")
     reads: list[str] = []
-    original = LocalFileSystemStorage.get_with_version
+    original_versioned, original_get = LocalFileSystemStorage.get_with_version, LocalFileSystemStorage.get
 
-    async def counting(self, key):  # type: ignore[no-untyped-def]
-        reads.append(key)
-        return await original(self, key)
+    async def versioned(self, key):  # type: ignore[no-untyped-def]
+        reads.append(f"{key} (versioned)")
+        return await original_versioned(self, key)
 
-    LocalFileSystemStorage.get_with_version = counting  # type: ignore[method-assign]
+    async def plain(self, key, byte_range=None):  # type: ignore[no-untyped-def]
+        if key == "repo":
+            reads.append(key)
+        return await original_get(self, key, byte_range)
+
+    LocalFileSystemStorage.get_with_version = versioned  # type: ignore[method-assign]
+    LocalFileSystemStorage.get = plain  # type: ignore[method-assign]
     try:
         session = repo.writable_session("main")
         opened = list(reads)
@@ -327,9 +333,12 @@ def test_session_open_and_commit_read_the_repo_object_once_each(tmp_path) -> Non
         del reads[:]
         session.commit("c2")
     finally:
-        LocalFileSystemStorage.get_with_version = original  # type: ignore[method-assign]
+        LocalFileSystemStorage.get_with_version = original_versioned  # type: ignore[method-assign]
+        LocalFileSystemStorage.get = original_get  # type: ignore[method-assign]
+    # opening needs no version (nothing is written from that read, so it is not hashed);
+    # the commit's conditional update does
     assert opened == ["repo"]
-    assert reads == ["repo"]
+    assert reads == ["repo (versioned)"]
 
 
 def test_sessions_open_on_a_changed_repo_object_without_decoding_it(tmp_path, monkeypatch) -> None:
