@@ -299,7 +299,7 @@ class LocalFileSystemStorage(SettingsMixin, Storage):
             directory = os.path.join(self._root, *prefix.split("/"))
             # files are made ahead only in an existing directory, and the first commit with
             # chunks would otherwise create manifests/ itself (a new directory and its first
-            # file cost 0.5-3 ms on a busy ext4, inside the commit); an empty one is harmless
+            # file cost 0.5-10 ms on a busy ext4, inside the commit); an empty one is harmless
             with contextlib.suppress(OSError):
                 os.mkdir(directory)
             inodes.serve(directory)
