@@ -55,12 +55,13 @@ def test_writes_take_unnamed_files_and_leave_nothing_else(tmp_path: Path) -> Non
     shutil.rmtree(tmp_path / "manifests")  # files held ready never block removing a directory
 
 
-def test_a_used_file_is_replaced_in_the_background(tmp_path: Path) -> None:
+def test_used_files_are_replaced_when_served_again_or_when_none_is_left(tmp_path: Path) -> None:
+    """A write does not refill the pool while a commit may still be writing (it would compete
+    with it); the next session's ``expect_writes`` does, and so does taking the last file."""
     storage = local_filesystem_storage(tmp_path)
     _put_fresh(storage, "snapshots/A", b"x")
     directory = tmp_path / "snapshots"
     assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
-
 
     def held_inodes() -> set[int]:
         with _inodes._POOL.changed:
@@ -70,9 +71,26 @@ def test_a_used_file_is_replaced_in_the_background(tmp_path: Path) -> None:
     _put_fresh(storage, "snapshots/B", b"y")
     used = (directory / "B").stat().st_ino
     assert used in before  # B is one of the files that were ready
+    time.sleep(0.05)
+    assert len(held_inodes()) == _inodes.PER_DIRECTORY - 1  # not replaced yet
+    storage.expect_writes(["snapshots"])  # a new session: now it is
     assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
     after = held_inodes()
-    assert used not in after and len(after) == _inodes.PER_DIRECTORY  # and was replaced
+    assert used not in after and len(after) == _inodes.PER_DIRECTORY
+    for k in range(_inodes.PER_DIRECTORY):  # taking the last one refills at once
+        _put_fresh(storage, f"snapshots/C{k}", b"z")
+    assert _ready(directory, _inodes.PER_DIRECTORY) == _inodes.PER_DIRECTORY
+    assert not held_inodes() & after
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="needs SCHED_IDLE")
+def test_the_refill_thread_runs_only_on_otherwise_idle_cpus(tmp_path: Path) -> None:
+    _put_fresh(local_filesystem_storage(tmp_path), "manifests/A", b"x")
+    assert _ready(tmp_path / "manifests", 1)
+    thread = _inodes._POOL.thread
+    assert thread is not None and thread.native_id is not None
+    assert os.sched_getscheduler(thread.native_id) == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the caller's own thread is untouched
 
 
 def test_an_existing_key_is_overwritten_and_a_vanished_directory_recreated(tmp_path: Path) -> None:
