@@ -1193,7 +1193,9 @@ def _decode(buf: bytes, name: str, previous: RepoInfo | None) -> RepoInfo:
         spec_version=spec_version,
     )
     previous_updates = _UPDATES_SLOT.__get__(previous, RepoInfo) if previous is not None else None
-    if type(previous_updates) is not list:  # never decoded: nothing worth reusing
+    if type(previous_updates) is _PendingOpsLog:  # never decoded: reuse what it would have
+        previous_updates = previous_updates.previous
+    if type(previous_updates) is not list:
         previous_updates = None
     _UPDATES_SLOT.__set__(info, _PendingOpsLog(root, name, previous_updates))
     return info

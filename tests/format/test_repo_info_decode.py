@@ -348,3 +348,23 @@ def test_an_undecoded_earlier_ops_log_is_not_decoded_for_reuse() -> None:
     again = decode_repo_info(data, previous=info)
     assert type(ri._UPDATES_SLOT.__get__(info, RepoInfo)) is ri._PendingOpsLog  # still lazy
     assert again.latest_updates == info.latest_updates
+
+
+def test_an_undecoded_ops_log_in_between_still_passes_on_the_earlier_entries() -> None:
+    """A state read for its tip alone (ops log never decoded) sits between two whose ops logs
+    are read: the later decode reuses the earlier decoded entries all the same (the encoder
+    keeps the tables of entries it finds by identity)."""
+
+    def commit(k: int) -> UpdateEntry:
+        return UpdateEntry(NewCommit("main", SnapshotId(bytes([k]) * 12)), 10 + k, f"backup-{k}")
+
+    states = [_info([commit(k) for k in reversed(range(n))]) for n in (3, 4, 5)]
+    first = decode_repo_info(encode_repo_info(states[0]))
+    earlier = list(first.latest_updates)  # read
+    middle = decode_repo_info(encode_repo_info(states[1]), previous=first)  # never read
+    last = decode_repo_info(encode_repo_info(states[2]), previous=middle)
+    assert last.latest_updates == states[2].latest_updates
+    kept = {u.updated_at: u for u in earlier}
+    assert all(kept[u.updated_at] is u for u in last.latest_updates if u.updated_at in kept)
+    assert len(kept) == 3
+    assert type(ri._UPDATES_SLOT.__get__(middle, RepoInfo)) is ri._PendingOpsLog  # still lazy
