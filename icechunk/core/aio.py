@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import sys
-from collections.abc import Awaitable, Coroutine
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["gather"]
+__all__ = ["gather", "mark_transient", "start_detached"]
 
 T = TypeVar("T")
+
+# Loops that only turn while a blocking call waits on them (the sync bridge's per-thread
+# loops), each with the long-lived loop that work outliving the call is handed to.
+_transient: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Callable[[], asyncio.AbstractEventLoop]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def mark_transient(loop: asyncio.AbstractEventLoop, background: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """Declare that ``loop`` stops turning when its current call returns.
+
+    Work started there with :func:`start_detached` goes to ``background()`` instead.
+    """
+    _transient[loop] = background
+
+
+def start_detached(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | concurrent.futures.Future[T]:
+    """Start ``coro`` so that it runs on after the caller returns.
+
+    A task on the running loop, unless that loop is transient (see :func:`mark_transient`):
+    then the coroutine runs on its background loop and a concurrent future is returned.
+    """
+    loop = asyncio.get_running_loop()
+    background = _transient.get(loop)
+    if background is None:
+        return loop.create_task(coro)
+    return asyncio.run_coroutine_threadsafe(coro, background())
 
 
 async def gather(*aws: Awaitable[T]) -> list[T]:

@@ -9,10 +9,13 @@ Preloading only runs when the repository config sets ``manifest.preload`` explic
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+from collections.abc import Awaitable
 
 from icechunk.config import ManifestPreloadCondition, ManifestPreloadConfig
+from icechunk.core.aio import start_detached
 from icechunk.core.session import SessionEngine
 from icechunk.format.ids import ManifestId
 
@@ -36,7 +39,7 @@ DEFAULT_PRELOAD_IF = ManifestPreloadCondition.and_conditions(
     ]
 )
 
-_tasks: set[asyncio.Task[int]] = set()
+_jobs: set[asyncio.Task[int] | concurrent.futures.Future[int]] = set()
 
 
 async def preload_manifests(engine: SessionEngine, config: ManifestPreloadConfig) -> int:
@@ -69,23 +72,26 @@ def schedule_preload(engine: SessionEngine, config: ManifestPreloadConfig | None
     if config is None or not engine.base.snapshot.manifest_files:
         return
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+        job = start_detached(preload_manifests(engine, config))
+    except RuntimeError:  # no running loop
         return
-    task = loop.create_task(preload_manifests(engine, config))
-    _tasks.add(task)
+    _jobs.add(job)
 
-    def done(t: asyncio.Task[int]) -> None:
-        _tasks.discard(t)
-        if not t.cancelled() and t.exception() is not None:
-            _log.debug("manifest preload failed: %s", t.exception())
+    def done(j: asyncio.Task[int] | concurrent.futures.Future[int]) -> None:
+        _jobs.discard(j)
+        if not j.cancelled() and j.exception() is not None:
+            _log.debug("manifest preload failed: %s", j.exception())
 
-    task.add_done_callback(done)
+    job.add_done_callback(done)
 
 
 async def wait_for_preloads() -> None:
-    """Wait for the preloads started on this loop (tests)."""
+    """Wait for the preloads started on this loop or handed to a background loop (tests)."""
     loop = asyncio.get_running_loop()
-    pending = [t for t in _tasks if t.get_loop() is loop]
+    pending: list[Awaitable[int]] = [
+        asyncio.wrap_future(j) if isinstance(j, concurrent.futures.Future) else j
+        for j in list(_jobs)
+        if isinstance(j, concurrent.futures.Future) or j.get_loop() is loop
+    ]
     with contextlib.suppress(Exception):
         await asyncio.gather(*pending, return_exceptions=True)

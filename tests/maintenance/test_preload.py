@@ -61,3 +61,18 @@ def test_default_condition_and_limits() -> None:
         preload_manifests(repo2.readonly_session("main")._engine, ic.ManifestPreloadConfig(max_arrays_to_scan=1))
     )
     assert none == 0  # only /data is scanned (nodes are sorted by path)
+
+
+def test_a_preload_started_by_a_blocking_call_runs_on_after_it_returns() -> None:
+    """The calling thread's loop stops when the call returns; the preload must not stop with it."""
+    import time
+
+    preload = ic.ManifestPreloadConfig(
+        preload_if=ic.ManifestPreloadCondition.name_matches("^time$"), max_total_refs=100
+    )
+    repo, manifests = _repo(preload)
+    repo.readonly_session("main")
+    deadline = time.monotonic() + 10
+    while not _cached(repo, manifests["/time"][0]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # no blocking icechunk call meanwhile
+    assert _cached(repo, manifests["/time"][0])
