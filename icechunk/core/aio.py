@@ -34,7 +34,11 @@ def start_detached(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | concurrent
     A task on the running loop, unless that loop is transient (see :func:`mark_transient`):
     then the coroutine runs on its background loop and a concurrent future is returned.
     """
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()  # never started: no "never awaited" warning
+        raise
     background = _transient.get(loop)
     if background is None:
         return loop.create_task(coro)

@@ -97,3 +97,56 @@ def test_work_that_does_not_suspend_costs_no_extra_loop_turns() -> None:
         assert many_turns == lone_turns
     else:
         assert many_turns == stock_turns
+
+
+def test_start_detached_outside_a_loop_raises_and_closes_the_coroutine() -> None:
+    import warnings
+
+    from icechunk.core.aio import start_detached
+
+    async def work() -> int:
+        return 1
+
+    coro = work()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "never awaited" RuntimeWarning would fail here
+        with pytest.raises(RuntimeError):
+            start_detached(coro)
+    assert coro.cr_frame is None  # closed
+
+
+def test_start_detached_runs_on_the_loop_unless_it_is_transient() -> None:
+    import concurrent.futures
+    import threading
+
+    from icechunk.core.aio import mark_transient, start_detached
+
+    async def where() -> int:
+        return threading.get_ident()
+
+    async def on_a_plain_loop() -> int:
+        job = start_detached(where())
+        assert isinstance(job, asyncio.Task)
+        return await job
+
+    assert asyncio.run(on_a_plain_loop()) == threading.get_ident()
+
+    background = asyncio.new_event_loop()
+    runner = threading.Thread(target=background.run_forever, daemon=True)
+    runner.start()
+    transient = asyncio.new_event_loop()
+    try:
+        mark_transient(transient, lambda: background)
+
+        async def on_a_transient_loop() -> concurrent.futures.Future[int]:
+            job = start_detached(where())
+            assert isinstance(job, concurrent.futures.Future)
+            return job
+
+        job = transient.run_until_complete(on_a_transient_loop())
+        assert job.result(timeout=10) == runner.ident  # ran after the call returned
+    finally:
+        transient.close()
+        background.call_soon_threadsafe(background.stop)
+        runner.join(10)
+        background.close()
