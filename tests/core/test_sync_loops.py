@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import zarr
 
 import icechunk as ic
 from icechunk._sync import BatchedIterator, run
+from tests.forking import in_forked_child
 
 
 async def _where() -> tuple[int, asyncio.AbstractEventLoop]:
@@ -111,22 +111,16 @@ def _alarm(seconds: int) -> None:
 def test_a_forked_child_gets_its_own_loop_and_leaves_the_parents_alone(tmp_path: Path) -> None:
     repo = ic.Repository.create(ic.local_filesystem_storage(str(tmp_path / "repo")))
     parent_loop = run(_where())[1]
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            loop = run(_where())[1]
-            session = repo.writable_session("main")
-            zarr.create_array(session.store, name="c", shape=(2,), chunks=(1,), dtype="i1")
-            session.commit("from the child")
-            gc.collect()
-            os.write(write, b"ok" if loop is not parent_loop else b"shared")
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(child, 0)
-    assert os.read(read, 16) == b"ok" and status == 0
-    os.close(read)
+
+    def child() -> bytes:
+        loop = run(_where())[1]
+        session = repo.writable_session("main")
+        zarr.create_array(session.store, name="c", shape=(2,), chunks=(1,), dtype="i1")
+        session.commit("from the child")
+        gc.collect()
+        return b"ok" if loop is not parent_loop else b"shared"
+
+    assert in_forked_child(child) == b"ok"
     assert run(_where())[1] is parent_loop and not parent_loop.is_closed()
     assert [s.message for s in repo.ancestry(branch="main")][0] == "from the child"
     # the parent's loop still wakes for work done in other threads (its selector is intact)

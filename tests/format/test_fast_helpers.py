@@ -207,17 +207,10 @@ def test_random_ids_are_unique_and_a_forked_child_does_not_repeat_its_parent() -
     assert all(len(i) == 12 for i in list(ids)[:10])
     if not hasattr(os, "fork"):
         pytest.skip("no fork here")
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next ids, to the parent
-        try:
-            os.write(write, b"".join(SnapshotId.random() for _ in range(4)))
-        finally:
-            os._exit(0)
-    os.close(write)
-    child = os.read(read, 48)
-    os.close(read)
-    os.waitpid(pid, 0)
+    from tests.forking import in_forked_child
+
+    # the child's next ids, to the parent
+    child = in_forked_child(lambda: b"".join(SnapshotId.random() for _ in range(4)))
     ours = b"".join(SnapshotId.random() for _ in range(4))
     assert len(child) == 48
     assert child != ours  # without the reseed both would draw the very same bytes

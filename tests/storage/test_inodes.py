@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from icechunk.storage import _inodes, local_filesystem_storage
+from tests.forking import in_forked_child
 
 pytestmark = pytest.mark.skipif(
     _inodes._LINKAT is None, reason="needs Linux O_TMPFILE and /proc/self/fd"
@@ -142,19 +143,13 @@ def test_a_forked_child_never_writes_into_the_parents_files(tmp_path: Path) -> N
     assert _ready(tmp_path / "manifests", _inodes.PER_DIRECTORY)
     with _inodes._POOL.changed:
         parents = set(_inodes._POOL.spare[str(tmp_path / "manifests")])
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            fresh = not _inodes._POOL.spare
-            _put_fresh(storage, "manifests/child", b"from the child")
-            os.write(write, b"ok" if fresh else b"inherited")
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(child, 0)
-    assert os.read(read, 16) == b"ok" and status == 0
-    os.close(read)
+
+    def child() -> bytes:
+        fresh = not _inodes._POOL.spare
+        _put_fresh(storage, "manifests/child", b"from the child")
+        return b"ok" if fresh else b"inherited"
+
+    assert in_forked_child(child) == b"ok"
     for k in range(1, len(parents) + 1):  # the parent's files are still its own, and intact
         _put_fresh(storage, f"manifests/parent-{k}", b"p%d" % k)
     assert (tmp_path / "manifests" / "child").read_bytes() == b"from the child"
