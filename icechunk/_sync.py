@@ -93,7 +93,8 @@ class _CallerLoop(asyncio.SelectorEventLoop):
 
 
 class _ThreadOwner:
-    """Held only by its thread's locals: collected, and so finishes the loop, when the thread ends."""
+    """Held only by its thread's locals: collected when the thread ends, and so finishes
+    the loop then."""
 
     __slots__ = ("loop",)
 

@@ -13,14 +13,16 @@ __all__ = ["gather", "mark_transient", "start_detached"]
 
 T = TypeVar("T")
 
+_LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
 # Loops that only turn while a blocking call waits on them (the sync bridge's per-thread
 # loops), each with the long-lived loop that work outliving the call is handed to.
-_transient: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Callable[[], asyncio.AbstractEventLoop]] = (
+_transient: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopFactory] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def mark_transient(loop: asyncio.AbstractEventLoop, background: Callable[[], asyncio.AbstractEventLoop]) -> None:
+def mark_transient(loop: asyncio.AbstractEventLoop, background: _LoopFactory) -> None:
     """Declare that ``loop`` stops turning when its current call returns.
 
     Work started there with :func:`start_detached` goes to ``background()`` instead.

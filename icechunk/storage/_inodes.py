@@ -168,7 +168,8 @@ def _yield_to_everything() -> None:
     Why: the refill can still overlap writes (a directory that ran out, a session opened
     while another commits), and on a busy machine (more runnable threads than cores, e.g.
     several processes committing to one branch) it would take CPU from the writes it is
-    meant to speed up; an unfilled pool only means creating the file as before.  Where ``SCHED_IDLE`` is unavailable, the lowest nice value is the fallback.
+    meant to speed up; an unfilled pool only means creating the file as before.  Where
+    ``SCHED_IDLE`` is unavailable, nice 19 (the lowest priority) is the fallback.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread on Linux
